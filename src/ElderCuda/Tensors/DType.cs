@@ -1,0 +1,123 @@
+using System.Runtime.CompilerServices;
+
+namespace ElderCuda.Tensors;
+
+/// <summary>Storage types the engine reads and writes. Names follow the safetensors header spelling.</summary>
+public enum DType { F32, F16, BF16, I64, I32 }
+
+public static class DTypes
+{
+    public static int SizeOf(this DType t) => t switch
+    {
+        DType.F32 => 4, DType.I32 => 4, DType.F16 => 2, DType.BF16 => 2, DType.I64 => 8,
+        _ => throw new ArgumentOutOfRangeException(nameof(t), t, "unknown dtype"),
+    };
+
+    /// <summary>The safetensors header spelling ("F32", "BF16", ...).</summary>
+    public static string ToSafetensors(this DType t) => t.ToString();
+
+    public static bool TryParseSafetensors(string s, out DType t)
+    {
+        switch (s)
+        {
+            case "F32": t = DType.F32; return true;
+            case "F16": t = DType.F16; return true;
+            case "BF16": t = DType.BF16; return true;
+            case "I64": t = DType.I64; return true;
+            case "I32": t = DType.I32; return true;
+            default: t = default; return false;
+        }
+    }
+
+    /// <summary>bfloat16 → float32 is exact: the upper 16 bits of the float.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Bf16ToFloat(ushort b) => BitConverter.Int32BitsToSingle(b << 16);
+
+    /// <summary>float32 → bfloat16 with round-to-nearest-even, as torch does; NaN stays NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort FloatToBf16(float f)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(f);
+        if ((u & 0x7fffffff) > 0x7f800000) return (ushort)((u >> 16) | 0x40);
+        uint rounding = 0x7fff + ((u >> 16) & 1);
+        return (ushort)((u + rounding) >> 16);
+    }
+
+    public static float F16ToFloat(ushort h) => (float)BitConverter.UInt16BitsToHalf(h);
+    public static ushort FloatToF16(float f) => BitConverter.HalfToUInt16Bits((Half)f);
+
+    /// <summary>Decode raw little-endian bytes of <paramref name="t"/> into float32.</summary>
+    public static void ToFloat32(DType t, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int n = dst.Length;
+        if (src.Length != (long)n * t.SizeOf())
+            throw new ArgumentException($"byte length {src.Length} does not match {n} elements of {t}");
+        switch (t)
+        {
+            case DType.F32:
+                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(src).CopyTo(dst);
+                break;
+            case DType.BF16:
+            {
+                var s = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(src);
+                for (int i = 0; i < n; i++) dst[i] = Bf16ToFloat(s[i]);
+                break;
+            }
+            case DType.F16:
+            {
+                var s = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(src);
+                for (int i = 0; i < n; i++) dst[i] = F16ToFloat(s[i]);
+                break;
+            }
+            case DType.I32:
+            {
+                var s = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(src);
+                for (int i = 0; i < n; i++) dst[i] = s[i];
+                break;
+            }
+            case DType.I64:
+            {
+                var s = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(src);
+                for (int i = 0; i < n; i++) dst[i] = s[i];
+                break;
+            }
+        }
+    }
+
+    /// <summary>Encode float32 into raw little-endian bytes of <paramref name="t"/>.</summary>
+    public static byte[] FromFloat32(DType t, ReadOnlySpan<float> src)
+    {
+        var bytes = new byte[(long)src.Length * t.SizeOf()];
+        switch (t)
+        {
+            case DType.F32:
+                System.Runtime.InteropServices.MemoryMarshal.AsBytes(src).CopyTo(bytes);
+                break;
+            case DType.BF16:
+            {
+                var d = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
+                for (int i = 0; i < src.Length; i++) d[i] = FloatToBf16(src[i]);
+                break;
+            }
+            case DType.F16:
+            {
+                var d = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
+                for (int i = 0; i < src.Length; i++) d[i] = FloatToF16(src[i]);
+                break;
+            }
+            case DType.I32:
+            {
+                var d = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(bytes.AsSpan());
+                for (int i = 0; i < src.Length; i++) d[i] = checked((int)src[i]);
+                break;
+            }
+            case DType.I64:
+            {
+                var d = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(bytes.AsSpan());
+                for (int i = 0; i < src.Length; i++) d[i] = (long)src[i];
+                break;
+            }
+        }
+        return bytes;
+    }
+}
