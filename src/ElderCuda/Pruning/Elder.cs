@@ -197,7 +197,7 @@ public static class Elder
             Lr = o.Lr ?? 2e-5, Epochs = o.Epochs ?? 2, Batch = o.Batch, Which = o.Train, Seed = o.Seed,
             DiffRegLayers = P, DiffRegLambda = (float)o.Lambda2, DiffRegNorm = o.RegNorm, EvalRemoved = P,
         },
-        Stage2.Finetune => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train == TrainParams.OutsidePruned ? TrainParams.All : o.Train, Seed = o.Seed },
+        Stage2.Finetune => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null },
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 
@@ -217,8 +217,11 @@ public static class Elder
                 m.RemoveLayers(P.ToList());
                 break;
             case Stage2.Finetune:
-                m.RemoveLayers(P.ToList());
+                // removed = identity-skipped while training (the same function as deleting them), deleted after
+                foreach (var l in P) m.Skip[l] = true;
                 tr = Trainer.Train(m, calib, overrideOptions ?? Stage2Options(s, o, P), "stage2-finetune", ckpt, key, log, ct);
+                foreach (var l in P) m.Skip[l] = false;
+                m.RemoveLayers(P.ToList());
                 break;
             default:
                 m.RemoveLayers(P.ToList());

@@ -52,8 +52,9 @@ public static class Trainer
         RunCheckpoint? ckpt = null, string key = "train", Action<string>? log = null, CancellationToken ct = default)
     {
         var P = o.DiffRegLayers ?? [];
+        // a skipped layer (removed-by-identity while trials share one model) never trains
         foreach (var p in model.Parameters)
-            p.Trainable = o.Which switch
+            p.Trainable = (p.Layer < 0 || !model.Skip[p.Layer]) && o.Which switch
             {
                 TrainParams.NoEmbeddings => p.Layer >= 0 || !p.Name.Contains("embed", StringComparison.Ordinal),
                 TrainParams.OutsidePruned => p.Layer >= 0 && !(o.EvalRemoved ?? P).Contains(p.Layer),
