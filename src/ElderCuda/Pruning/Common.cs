@@ -39,6 +39,29 @@ public static class PruneUtil
         return (nll, n);
     }
 
+    /// <summary>
+    /// Perplexity as DESIGN.md §6: non-overlapping windows of seqLen over the token stream, partial last
+    /// window dropped, ppl = exp(total NLL / predicted tokens).
+    /// </summary>
+    public static (double Ppl, double Nll, long Count, int Windows) Perplexity(CausalLM m, int[] tokens, int seqLen, int? maxWindows, int batch,
+        Action<int, int>? progress = null, CancellationToken ct = default)
+    {
+        int w = tokens.Length / seqLen;
+        if (maxWindows is { } mw) w = Math.Min(w, mw);
+        var wins = new List<int[]>(w);
+        for (int i = 0; i < w; i++) wins.Add(tokens.AsSpan(i * seqLen, seqLen).ToArray());
+        double nll = 0; long n = 0;
+        for (int i = 0; i < w; i += batch)
+        {
+            ct.ThrowIfCancellationRequested();
+            int c = Math.Min(batch, w - i);
+            var r = m.Step(Batch(wins, i, c), new StepOptions());
+            nll += r.TotalNll; n += r.Predicted;
+            progress?.Invoke(i + c, w);
+        }
+        return (Math.Exp(nll / n), nll, n, w);
+    }
+
     /// <summary>Mean next-token CE over the windows.</summary>
     public static double MeanCE(CausalLM m, IReadOnlyList<int[]> windows, int batch, CancellationToken ct = default)
     {

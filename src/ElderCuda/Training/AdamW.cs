@@ -14,8 +14,11 @@ public sealed class AdamWOptimizer : IDisposable
     sealed class Slot
     {
         public required Parameter P;
-        public required Tensor Master, M, V;
-        public bool OwnsMaster;
+        public required Tensor M, V;
+        public Tensor? Own;
+        public bool OwnsMaster => Own is not null;
+        /// <summary>An F32 parameter is its own master; read through P because WriteParameter replaces P.Value.</summary>
+        public Tensor Master => Own ?? P.Value;
     }
 
     readonly IBackend _b;
@@ -32,14 +35,13 @@ public sealed class AdamWOptimizer : IDisposable
         _b = backend;
         foreach (var p in parameters.Where(p => p.Trainable))
         {
-            bool own = p.Value.DType != DType.F32;
-            var master = p.Value;
-            if (own)
+            Tensor? own = null;
+            if (p.Value.DType != DType.F32)
             {
-                master = _b.Alloc(DType.F32, p.Shape);
-                _b.Copy(master, p.Value);
+                own = _b.Alloc(DType.F32, p.Shape);
+                _b.Copy(own, p.Value);
             }
-            _slots.Add(new Slot { P = p, Master = master, OwnsMaster = own, M = _b.Alloc(DType.F32, p.Shape), V = _b.Alloc(DType.F32, p.Shape) });
+            _slots.Add(new Slot { P = p, Own = own, M = _b.Alloc(DType.F32, p.Shape), V = _b.Alloc(DType.F32, p.Shape) });
         }
     }
 
@@ -98,7 +100,7 @@ public sealed class AdamWOptimizer : IDisposable
     {
         foreach (var s in _slots)
         {
-            if (s.OwnsMaster) s.Master.Dispose();
+            s.Own?.Dispose();
             s.M.Dispose();
             s.V.Dispose();
         }
