@@ -158,7 +158,7 @@ internal static class TokenizerJson
         }
         if (Mentions(pre, "Metaspace") || Mentions(norm, "Prepend") || Mentions(norm, "Replace") || byteFallback)
             return MetaspaceBpeTokenizer.FromJson(path, vocab, merges, added, norm, pre, dec, byteFallback,
-                Str(model, "unk_token"), ignoreMerges);
+                Str(model, "unk_token"), Bool(model, "fuse_unk"), ignoreMerges);
         throw new TokenizerException($"'{path}': unsupported tokenizer (pre_tokenizer {pre?.GetRawText() ?? "null"}); expected ByteLevel or Metaspace BPE.");
     }
 
