@@ -9,7 +9,7 @@ namespace ElderCuda.Tests.IO;
 /// Property: whatever is done to the bytes of a valid file, opening it and reading every tensor either
 /// works or throws SafetensorsException — never another exception type, never a crash.
 /// </summary>
-public class SafetensorsFuzzTests : TempDirTest
+public class SafetensorsFuzzTests : SafetensorsTempDirTest
 {
     static readonly byte[] JsonChars = "0123456789-,.:[]{}\"e \\"u8.ToArray();
 

@@ -9,7 +9,7 @@ namespace ElderCuda.Tests.IO;
 /// Damaged or malicious files: each must give a SafetensorsException whose message names the file and
 /// the problem, never another exception, an out-of-range read or a huge allocation.
 /// </summary>
-public class SafetensorsHostileTests : TempDirTest
+public class SafetensorsHostileTests : SafetensorsTempDirTest
 {
     /// <summary>Writes 8-byte length + header + <paramref name="dataBytes"/> zero bytes.</summary>
     string Make(string header, int dataBytes = 0, ulong? declaredLength = null, string name = "bad.safetensors")

@@ -24,7 +24,7 @@ internal static class SafetensorsTestPaths
 }
 
 /// <summary>A fresh temporary folder per test, deleted afterwards.</summary>
-public abstract class TempDirTest : IDisposable
+public abstract class SafetensorsTempDirTest : IDisposable
 {
     protected readonly string Dir = Directory.CreateTempSubdirectory("eldr-st-").FullName;
 
@@ -37,7 +37,7 @@ public abstract class TempDirTest : IDisposable
     }
 }
 
-public class SafetensorsTests : TempDirTest
+public class SafetensorsTests : SafetensorsTempDirTest
 {
     static byte[] HeaderBytes(string file)
     {
