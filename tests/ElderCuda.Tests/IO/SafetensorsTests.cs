@@ -221,6 +221,23 @@ public class SafetensorsTests : SafetensorsTempDirTest
         Assert.Contains("nope", e.Message);
     }
 
+    [Fact]
+    public void ParallelReadsAgreeAndDisposedFilesRefuseReads()
+    {
+        string file = PathOf("par.safetensors");
+        var tensors = LayerTensors(layers: 8, width: 16);
+        SafetensorsWriter.Write(file, tensors);
+        var f = SafetensorsFile.Open(file);
+        Parallel.For(0, 64, i =>
+        {
+            var t = tensors[i % tensors.Count];
+            Assert.Equal(t.Data, f.ReadRaw(t.Name));
+        });
+        f.Dispose();
+        f.Dispose();   // idempotent
+        Assert.Throws<ObjectDisposedException>(() => f.ReadRaw(tensors[0].Name));
+    }
+
     static List<TensorToWrite> LayerTensors(int layers, int width)
     {
         var list = new List<TensorToWrite>();
