@@ -12,11 +12,11 @@ namespace Eldr.Cli;
 
 public static partial class Cli
 {
-    internal static readonly Option<string> DeviceOption = new("--device")
+    internal static readonly Option<string> DeviceOption = new Option<string>("--device")
     {
         Description = "auto (GPU when present), cpu or cuda",
         DefaultValueFactory = _ => "auto",
-    };
+    }.AcceptOnlyFromAmong("auto", "cpu", "cuda");
     internal static readonly Option<bool> Fp32Option = new("--fp32") { Description = "CUDA: compute in float32 (parity mode) instead of bf16" };
 
     public static int Run(string[] args)
