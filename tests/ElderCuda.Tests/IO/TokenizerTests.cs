@@ -248,3 +248,22 @@ public class TokenizerErrorTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class TokenizerConcurrencyTests
+{
+    [Theory]
+    [InlineData("models/llama-12L")]
+    [InlineData("tests/ElderCuda.Tests/fixtures/sentencepiece-bpe")]
+    public void ParallelEncodingGivesTheSameIdsAsSequential(string dir)
+    {
+        // perplexity evaluation may tokenize several files at once with one tokenizer
+        var tok = TokenizerLoader.Load(TokenizerRepo.PathOf(dir.Split('/')));
+        string text = File.ReadAllText(TokenizerRepo.PathOf("data", "corpus-heldout.txt"));
+        var chunks = Enumerable.Range(0, 16).Select(i => text.Substring(i * 20_000, 20_000)).ToArray();
+        var sequential = chunks.Select(tok.Encode).ToArray();
+        var fresh = TokenizerLoader.Load(TokenizerRepo.PathOf(dir.Split('/')));
+        var parallel = new int[chunks.Length][];
+        Parallel.For(0, chunks.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i => parallel[i] = fresh.Encode(chunks[i]));
+        for (int i = 0; i < chunks.Length; i++) Assert.Equal(sequential[i], parallel[i]);
+    }
+}

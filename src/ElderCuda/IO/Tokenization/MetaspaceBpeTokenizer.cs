@@ -25,7 +25,8 @@ internal sealed class MetaspaceBpeTokenizer : ITextTokenizer
     private readonly bool _ignoreMerges;
     private readonly int[] _byteIds = new int[256];
     private readonly List<Func<List<string>, List<string>>> _decoders = [];
-    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal); // Encode may run on several threads
+    private int _cacheSize; // ConcurrentDictionary.Count takes every lock
 
     public int VocabSize { get; }
     public int? BosId { get; internal set; }
@@ -206,7 +207,7 @@ internal sealed class MetaspaceBpeTokenizer : ITextTokenizer
             var tmp = new List<int>();
             EncodeWord(word, tmp);
             r = tmp.ToArray();
-            if (_cache.Count < 100_000) _cache[word] = r;
+            if (Volatile.Read(ref _cacheSize) < 100_000 && _cache.TryAdd(word, r)) Interlocked.Increment(ref _cacheSize);
         }
         ids.AddRange(r);
     }

@@ -56,9 +56,8 @@ public static class TokenizerLoader
         try { return load(); }
         catch (TokenizerException) { throw; }
         catch (JsonException e) { throw new TokenizerException($"'{file}' is not valid JSON: {e.Message}", e); }
-        catch (Exception e) when (e is InvalidOperationException or KeyNotFoundException or ArgumentException
-                                      or FormatException or IOException or InvalidDataException or IndexOutOfRangeException
-                                      or Google.Protobuf.InvalidProtocolBufferException)
+        // anything else a malformed file makes the parsers throw (missing fields, wrong JSON kinds, bad protobuf)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
             throw new TokenizerException($"Cannot read tokenizer '{file}': {e.Message}", e);
         }
