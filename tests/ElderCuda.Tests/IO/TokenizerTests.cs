@@ -128,6 +128,31 @@ public class TokenizerByteLevelTests
         Assert.Equal([.. tok.Encode("x"), .. tok.Encode("\n"), .. tok.Encode("\n"), .. tok.Encode("y")], tok.Encode("x\n\ny"));
     }
 
+    [Theory]
+    // Llama-3 / Qwen2 layout: a Split pre-tokenizer with the regex, then ByteLevel without its own regex.
+    // With the GPT-2 pattern this is the same tokenizer, so the HF reference ids must still come out.
+    [InlineData("""{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":false}]}""", false)]
+    [InlineData("""{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}""", true)]
+    public void SplitRegexLayoutAndIgnoreMergesGiveTheReferenceIds(string preTokenizer, bool ignoreMerges)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TokenizerRepo.Llama12L, "tokenizer.json")))!;
+        json["pre_tokenizer"] = System.Text.Json.Nodes.JsonNode.Parse(preTokenizer);
+        json["model"]!["ignore_merges"] = ignoreMerges;
+        string dir = Directory.CreateTempSubdirectory("tok-split").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "tokenizer.json"), json.ToJsonString());
+            var tok = TokenizerLoader.Load(dir);
+            var expected = TokenizerRepo.Ints(TokenizerRepo.Reference(TokenizerRepo.Llama12L).GetProperty("wikitext2_first_64_ids"));
+            string head = File.ReadAllText(TokenizerRepo.PathOf("tests", "ElderCuda.Tests", "fixtures", "wiki.test.head8k.raw"));
+            var ids = tok.Encode(head);
+            Assert.Equal(expected, ids.Take(64).ToArray());
+            Assert.Equal(head, tok.Decode(ids));
+            Assert.Equal(Tok.Value.Encode(head), ids);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void VocabJsonAndMergesTxtGiveTheSameTokenizer()
     {
