@@ -154,6 +154,21 @@ public class TokenizerByteLevelTests
     }
 
     [Fact]
+    public void LongWordMergerGivesTheReferenceIds()
+    {
+        // words over 256 chars bypass ML.Tokenizers' O(n²) merge; sending every word that way must change nothing
+        var tok = (ByteLevelBpeTokenizer)TokenizerLoader.Load(TokenizerRepo.Llama12L);
+        tok.LongWord = 0;
+        var expected = TokenizerRepo.Ints(TokenizerRepo.Reference(TokenizerRepo.Llama12L).GetProperty("wikitext2_first_64_ids"));
+        string head = File.ReadAllText(TokenizerRepo.PathOf("tests", "ElderCuda.Tests", "fixtures", "wiki.test.head8k.raw"));
+        Assert.Equal(expected, tok.Encode(head).Take(64).ToArray());
+        string heldout = File.ReadAllText(TokenizerRepo.PathOf("data", "corpus-heldout.txt"))[..200_000];
+        Assert.Equal(Tok.Value.Encode(heldout), tok.Encode(heldout));
+        string dashes = new('-', 5000);
+        Assert.Equal(dashes, Tok.Value.Decode(Tok.Value.Encode(dashes)));
+    }
+
+    [Fact]
     public void VocabJsonAndMergesTxtGiveTheSameTokenizer()
     {
         // a folder with only vocab.json + merges.txt (slow GPT-2 files) must tokenize like tokenizer.json
