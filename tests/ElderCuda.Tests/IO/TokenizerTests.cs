@@ -263,6 +263,9 @@ public class TokenizerErrorTests
     [InlineData("{\"version\": \"1.0\"}")]                                  // no model
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}")] // bad merge
     [InlineData("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}")]
+    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}")] // merge result not in vocab
+    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"zero\"}, \"merges\": []}}")]               // id not a number
+    [InlineData("{\"added_tokens\": [{\"content\": \"x\"}], \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}")] // added token without id
     public void CorruptTokenizerJsonIsAClearError(string json)
     {
         string dir = Directory.CreateTempSubdirectory("tok-bad").FullName;

@@ -30,7 +30,7 @@ internal sealed class ByteLevelBpeTokenizer : ITextTokenizer
     public int? BosId { get; internal set; }
     public int? EosId { get; internal set; }
 
-    public ByteLevelBpeTokenizer(IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string A, string B)> merges,
+    public ByteLevelBpeTokenizer(string source, IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string A, string B)> merges,
         IReadOnlyList<AddedToken> addedTokens, PreTokenizer preTokenizer, bool addPrefixSpace, Func<string, string>? normalize,
         bool ignoreMerges)
     {
@@ -49,7 +49,7 @@ internal sealed class ByteLevelBpeTokenizer : ITextTokenizer
         _preTokenizer = preTokenizer;
         _ignoreMerges = ignoreMerges;
         _vocab = vocab;
-        _merges = new BpeMergeTable("tokenizer", vocab, merges);
+        _merges = new BpeMergeTable(source, vocab, merges);
 
         int max = -1;
         foreach (var id in vocab.Values) max = Math.Max(max, id);
