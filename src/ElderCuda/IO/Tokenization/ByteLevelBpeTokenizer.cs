@@ -5,9 +5,11 @@ namespace ElderCuda.IO.Tokenization;
 
 /// <summary>
 /// Byte-level BPE (GPT-2, OPT, Phi, Llama-3, Qwen2 and the bundled models). Added tokens are split off first
-/// (<see cref="AddedTokenSplitter"/>), each remaining stretch is pre-tokenized and BPE-merged by Microsoft.ML.Tokenizers'
-/// <see cref="BpeTokenizer"/> in byte-level mode, and decoding is done here so that it matches HF's ByteLevel decoder
+/// (<see cref="AddedTokenSplitter"/>), each remaining stretch is pre-tokenized here (<see cref="Gpt2PreTokenizer"/> or a
+/// Split regex) and each word BPE-merged by Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/> in byte-level mode
+/// (long words by <see cref="BpeMergeTable"/>). Decoding is done here so that it matches HF's ByteLevel decoder
 /// exactly (bytes joined across tokens, then UTF-8 decoded with U+FFFD for invalid sequences).
+/// Thread-safe for concurrent Encode/Decode once built.
 /// </summary>
 internal sealed class ByteLevelBpeTokenizer : ITextTokenizer
 {
