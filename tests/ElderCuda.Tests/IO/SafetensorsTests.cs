@@ -24,7 +24,7 @@ internal static class SafetensorsTestPaths
 }
 
 /// <summary>A fresh temporary folder per test, deleted afterwards.</summary>
-public abstract class TempDirTest : IDisposable
+public abstract class SafetensorsTempDirTest : IDisposable
 {
     protected readonly string Dir = Directory.CreateTempSubdirectory("eldr-st-").FullName;
 
@@ -37,7 +37,7 @@ public abstract class TempDirTest : IDisposable
     }
 }
 
-public class SafetensorsTests : TempDirTest
+public class SafetensorsTests : SafetensorsTempDirTest
 {
     static byte[] HeaderBytes(string file)
     {
@@ -219,6 +219,23 @@ public class SafetensorsTests : TempDirTest
         var e = Assert.Throws<SafetensorsException>(() => f.Info("nope"));
         Assert.Contains(file, e.Message);
         Assert.Contains("nope", e.Message);
+    }
+
+    [Fact]
+    public void ParallelReadsAgreeAndDisposedFilesRefuseReads()
+    {
+        string file = PathOf("par.safetensors");
+        var tensors = LayerTensors(layers: 8, width: 16);
+        SafetensorsWriter.Write(file, tensors);
+        var f = SafetensorsFile.Open(file);
+        Parallel.For(0, 64, i =>
+        {
+            var t = tensors[i % tensors.Count];
+            Assert.Equal(t.Data, f.ReadRaw(t.Name));
+        });
+        f.Dispose();
+        f.Dispose();   // idempotent
+        Assert.Throws<ObjectDisposedException>(() => f.ReadRaw(tensors[0].Name));
     }
 
     static List<TensorToWrite> LayerTensors(int layers, int width)

@@ -89,7 +89,14 @@ public sealed class Checkpoint : IDisposable
     static Dictionary<string, string> ReadWeightMap(string index)
     {
         byte[] bytes;
-        try { bytes = File.ReadAllBytes(index); }
+        try
+        {
+            // Same bound as a safetensors header: a real index is a few hundred kilobytes at most.
+            long length = new FileInfo(index).Length;
+            if (length > SafetensorsHeader.MaxHeaderBytes)
+                throw new SafetensorsException(index, $"index is too large ({length} bytes, limit {SafetensorsHeader.MaxHeaderBytes})");
+            bytes = File.ReadAllBytes(index);
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new SafetensorsException(index, $"cannot read index: {e.Message}", e);

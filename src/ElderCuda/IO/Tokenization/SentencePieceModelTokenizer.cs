@@ -16,6 +16,9 @@ internal sealed class SentencePieceModelTokenizer : ITextTokenizer
     private readonly Dictionary<int, string> _specialById = new();
     private readonly Dictionary<string, int> _specialByText = new(StringComparer.Ordinal);
     private readonly string?[] _idToPiece;
+    private readonly bool _chunked;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal); // Encode may run on several threads
+    private int _cacheSize; // ConcurrentDictionary.Count takes every lock
 
     public int VocabSize { get; }
     public int? BosId { get; internal set; }
@@ -44,6 +47,12 @@ internal sealed class SentencePieceModelTokenizer : ITextTokenizer
         VocabSize = max + 1;
         _idToPiece = new string?[VocabSize];
         foreach (var (piece, id) in _sp.Vocabulary) _idToPiece[id] = piece;
+        // SentencePiece BPE runs over the whole text as one sequence (about 3 µs a char here). When no piece has a "▁"
+        // after another character (the usual split_by_whitespace model), no merge can cross the start of a
+        // "▁"-run that follows a non-"▁", so the normalized text can be cut there and each word encoded (and cached)
+        // on its own with the same result.
+        _chunked = !_sp.TreatWhitespaceAsSuffix && _sp.Normalizer is not null
+                   && !_sp.Vocabulary.Keys.Any(p => p.TrimStart('\u2581').Contains('\u2581'));
         BosId = _sp.BeginningOfSentenceId >= 0 ? _sp.BeginningOfSentenceId : null;
         EosId = _sp.EndOfSentenceId >= 0 ? _sp.EndOfSentenceId : null;
     }
@@ -52,9 +61,33 @@ internal sealed class SentencePieceModelTokenizer : ITextTokenizer
     {
         var ids = new List<int>(text.Length / 3 + 4);
         _splitter.Split(text,
-            (start, length) => ids.AddRange(_sp.EncodeToIds(text.Substring(start, length), addBeginningOfSentence: false, addEndOfSentence: false)),
+            (start, length) => EncodeStretch(text.Substring(start, length), ids),
             t => ids.Add(t.Id));
         return ids.ToArray();
+    }
+
+    private void EncodeStretch(string stretch, List<int> ids)
+    {
+        if (!_chunked)
+        {
+            ids.AddRange(_sp.EncodeToIds(stretch, addBeginningOfSentence: false, addEndOfSentence: false));
+            return;
+        }
+        string norm = _sp.Normalizer!.Normalize(stretch);
+        int w = 0;
+        for (int k = 1; k <= norm.Length; k++)
+        {
+            if (k < norm.Length && !(norm[k] == '\u2581' && norm[k - 1] != '\u2581')) continue;
+            string word = norm[w..k];
+            if (!_cache.TryGetValue(word, out var wordIds))
+            {
+                wordIds = _sp.EncodeToIds(word, addBeginningOfSentence: false, addEndOfSentence: false,
+                    considerPreTokenization: false, considerNormalization: false).ToArray();
+                if (Volatile.Read(ref _cacheSize) < 200_000 && _cache.TryAdd(word, wordIds)) Interlocked.Increment(ref _cacheSize);
+            }
+            ids.AddRange(wordIds);
+            w = k;
+        }
     }
 
     public string Decode(IReadOnlyList<int> ids)
