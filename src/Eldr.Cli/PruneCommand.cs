@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using ElderCuda.Backends;
-using ElderCuda.Backends.Cpu;
 using ElderCuda.IO;
 using ElderCuda.IO.Tokenization;
 using ElderCuda.Model;
@@ -45,7 +44,8 @@ public static class PruneCommand
         var noDenseEval = Opt<bool>("--no-dense-eval", "Skip the dense perplexity (saves time when it is known)");
         var batch = Opt<int>("--batch", "Windows per training step (stage 2 / fine-tune)", () => 8);
         var evalBatch = Opt<int>("--eval-batch", "Windows per forward pass when scoring", () => 8);
-        var device = Opt<string>("--device", "cpu (the CUDA backend registers itself here once merged)", () => "cpu");
+        var device = Opt<string>("--device", "auto (GPU when present), cpu or cuda", () => "auto");
+        var fp32 = Opt<bool>("--fp32", "CUDA: compute in float32 (parity mode) instead of bf16");
         // ELDeR
         var gateForm = Opt<string>("--gate-form", "ELDeR gate: output (paper) | branch | auto (both, lower held-back CE)", () => "output");
         var trainable = Opt<string>("--stage1-train", "ELDeR stage 1 trains: gates | all", () => "gates");
@@ -83,17 +83,10 @@ public static class PruneCommand
             Console.CancelKeyPress += onCancel;
             try
             {
-                return Run(pr, cts.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                AnsiConsole.MarkupLine("[yellow]cancelled[/]" + (pr.GetValue(ckptDir) is { } d ? $" (state in {Markup.Escape(d)}; rerun with --resume)" : ""));
-                return 130;
-            }
-            catch (Exception e) when (e is ArgumentException or IOException or FormatException or ModelConfigException or TokenizerException or InvalidOperationException)
-            {
-                AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
-                return 2;
+                // Cli.Guard turns known failures into one clear line; an interrupt says where the resumable state is
+                int rc = Cli.Guard(() => Run(pr, cts.Token));
+                if (rc == 130 && pr.GetValue(ckptDir) is { } d) Console.Error.WriteLine($"eldr: state saved in {d}; rerun with --resume to continue");
+                return rc;
             }
             finally { Console.CancelKeyPress -= onCancel; }
         });
@@ -118,11 +111,7 @@ public static class PruneCommand
             if (ckpt is not null && ckpt.Exists && !pr.GetValue(resume))
                 throw new IOException($"{ck} holds state of an earlier run: pass --resume to continue it, or choose another --checkpoint-dir");
 
-            IBackend backend = pr.GetValue(device) switch
-            {
-                "cpu" => new CpuBackend(),
-                var d => throw new ArgumentException($"--device {d}: only cpu is available in this build"),
-            };
+            IBackend backend = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(fp32));
             using var _b = backend;
             var sw = Stopwatch.StartNew();
             Log($"loading {modelDir} on {backend.Name}");

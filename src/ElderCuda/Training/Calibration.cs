@@ -66,7 +66,7 @@ public static class Calibration
                 if (string.IsNullOrWhiteSpace(line)) continue;
                 using var doc = JsonDocument.Parse(line);
                 if (!doc.RootElement.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
-                    throw new FormatException($"{path}:{lineNo}: no string field \"text\"");
+                    throw new InvalidDataException($"{path}:{lineNo}: no string field \"text\"");
                 records.Add(t.GetString()!);
             }
             int keep = (int)Math.Ceiling(records.Count * trainFraction);
