@@ -48,7 +48,7 @@ public static class AutoPrune
                 report.LossPerStep.AddRange(g.Steps);
             }
             var slebWin = calib.Train.Take(slebWindows).ToList();
-            var (slebOrder, _) = Sleb.Select(m, slebWin, k, evalBatch, eo.AllowFirst, eo.AllowLast, log, ct);
+            var (slebOrder, _) = Sleb.Select(m, slebWin, k, evalBatch, eo.AllowFirst, eo.AllowLast, log, ct, ckpt);
             cands.Add(("sleb", slebOrder));
             var bi = ShortGpt.BlockInfluence(m, calib.Train, evalBatch, ct);
             report.ScoresPerLayer["shortgpt_bi"] = bi;

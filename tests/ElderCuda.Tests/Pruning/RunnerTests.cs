@@ -70,4 +70,28 @@ public class RunnerTests
         }
         finally { Directory.Delete(root, true); }
     }
+
+    [Fact]
+    public void PruneCommandResumesOnlyTheSameRun()
+    {
+        var root = PruneTestUtil.TempDir();
+        try
+        {
+            string ck = Path.Combine(root, "ck");
+            int Prune(string outName, string method, params string[] extra) => new RootCommand { Eldr.Cli.PruneCommand.Create() }.Parse([
+                "prune", "--model", TestPaths.BundledModel, "--calib", Path.Combine(TestPaths.RepoRoot, "data", "calib-train-sample.txt"),
+                "--method", method, "--layers", "1", "--seqlen", "32", "--samples", "4", "--heldback", "2", "--sleb-windows", "2", "--device", "cpu",
+                "--out", Path.Combine(root, outName), "--no-plots", "--checkpoint-dir", ck, .. extra,
+            ]).Invoke();
+            Assert.Equal(0, Prune("a", "sleb"));
+            Assert.Equal(2, Prune("b", "sleb")); // state exists and --resume was not given
+            Assert.Equal(2, Prune("b", "shortgpt", "--resume")); // other settings
+            Assert.Equal(0, Prune("b", "sleb", "--resume"));
+            var a = JsonNode.Parse(File.ReadAllText(Path.Combine(root, "a", "report.json")))!;
+            var b = JsonNode.Parse(File.ReadAllText(Path.Combine(root, "b", "report.json")))!;
+            Assert.Equal(a["removal_order"]!.ToJsonString(), b["removal_order"]!.ToJsonString());
+            Assert.Equal(a["held_back_ce_pruned"]!.GetValue<double>(), b["held_back_ce_pruned"]!.GetValue<double>());
+        }
+        finally { Directory.Delete(root, true); }
+    }
 }
