@@ -88,8 +88,8 @@ public static class Elder
                 foreach (var x in st["steps"]!.AsArray())
                     sel.Steps.Add(new StepLog(x!["phase"]!.GetValue<string>(), x["round"]!.GetValue<int>(), x["step"]!.GetValue<int>(), x["lr"]!.GetValue<double>(), x["loss"]!.GetValue<double>(), x["ce"]!.GetValue<double>(), x["reg"]!.GetValue<double>()));
                 s.Arrays[key + ".gates"].CopyTo(gates, 0);
-                adam.M = s.Arrays[key + ".m"].Select(x => (double)x).ToArray();
-                adam.V = s.Arrays[key + ".v"].Select(x => (double)x).ToArray();
+                adam.M = FromBits(s.Arrays[key + ".m"]);
+                adam.V = FromBits(s.Arrays[key + ".v"]);
                 adam.StepCount = st["adam_step"]!.GetValue<int>();
                 if (wopt is not null) wopt.LoadState(s.Arrays);
                 foreach (var l in sel.Order) m.Skip[l] = true;
@@ -147,8 +147,8 @@ public static class Elder
                     };
                     var arrays = prev?.Arrays ?? new Dictionary<string, float[]>();
                     arrays[key + ".gates"] = (float[])gates.Clone();
-                    arrays[key + ".m"] = adam.M.Select(x => (float)x).ToArray();
-                    arrays[key + ".v"] = adam.V.Select(x => (float)x).ToArray();
+                    arrays[key + ".m"] = ToBits(adam.M);
+                    arrays[key + ".v"] = ToBits(adam.V);
                     wopt?.SaveState(arrays);
                     ckpt.Save(meta, arrays);
                 }
@@ -164,6 +164,11 @@ public static class Elder
             if (wopt is not null) { wopt.Dispose(); m.FreeGrads(); }
         }
     }
+
+    // The gates' Adam moments are float64; they are stored bit for bit (two float slots per double) so a
+    // resumed run continues with exactly the same state.
+    static float[] ToBits(double[] a) => System.Runtime.InteropServices.MemoryMarshal.Cast<double, float>(a.AsSpan()).ToArray();
+    static double[] FromBits(float[] a) => System.Runtime.InteropServices.MemoryMarshal.Cast<float, double>(a.AsSpan()).ToArray();
 
     /// <summary>
     /// Stage 1 with the gate form as configured; Auto runs both forms and keeps the set whose removal gives
