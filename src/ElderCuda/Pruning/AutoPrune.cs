@@ -117,7 +117,7 @@ public static class AutoPrune
             }
             else
             {
-                var opts = Elder.Stage2Options(recipe, eo, chosen) with { Lr = lr, Epochs = ao.Epochs, EvalBatch = evalBatch };
+                var opts = Elder.Stage2Options(recipe, eo, chosen) with { Lr = lr, Epochs = ao.Epochs, EvalBatch = evalBatch, KeepBestEpoch = true };
                 if (recipe == Stage2.Finetune) foreach (var l in chosen) m.Skip[l] = true;
                 var tr = Trainer.Train(m, calib, opts, $"auto-{recipe.ToString().ToLowerInvariant()}-lr{lr:G3}", ckpt, $"auto.trial.{ti}", log, ct);
                 foreach (var l in chosen) m.Skip[l] = false;

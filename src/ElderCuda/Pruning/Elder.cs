@@ -194,15 +194,19 @@ public static class Elder
         return (all.MinBy(s => s.HeldBackCe)!, all);
     }
 
-    /// <summary>Default stage-2 training settings per recipe (DESIGN.md §4 / PRUNING.md).</summary>
+    /// <summary>
+    /// Default stage-2 training settings per recipe (DESIGN.md §4 / PRUNING.md). `--method elder` trains the
+    /// configured epochs as the paper does (held-back CE is still reported per epoch); `auto` turns on
+    /// KeepBestEpoch so the epoch count is chosen on held-back CE.
+    /// </summary>
     public static TrainOptions Stage2Options(Stage2 s, ElderOptions o, IReadOnlyList<int> P) => s switch
     {
         Stage2.Regularize => new TrainOptions
         {
             Lr = o.Lr ?? 2e-5, Epochs = o.Epochs ?? 2, Batch = o.Batch, Which = o.Train, Seed = o.Seed,
-            DiffRegLayers = P, DiffRegLambda = (float)o.Lambda2, DiffRegNorm = o.RegNorm, EvalRemoved = P,
+            DiffRegLayers = P, DiffRegLambda = (float)o.Lambda2, DiffRegNorm = o.RegNorm, EvalRemoved = P, KeepBestEpoch = false,
         },
-        Stage2.Finetune => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null },
+        Stage2.Finetune => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false },
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 
