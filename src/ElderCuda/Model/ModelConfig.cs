@@ -182,24 +182,31 @@ public sealed class ModelConfig
         "llama" => "LlamaForCausalLM", "qwen2" => "Qwen2ForCausalLM", "opt" => "OPTForCausalLM", "phi" => "PhiForCausalLM", _ => null,
     };
 
-    /// <summary>inv_freq[j] = θ^(−2j/rotaryDim), with llama3 scaling applied when configured (as transformers computes it).</summary>
-    public double[] InverseFrequencies()
+    /// <summary>
+    /// inv_freq[j] = θ^(−2j/rotaryDim), with llama3 scaling when configured. Computed the way transformers
+    /// does it: in float32 (the rotary embedding is float32 even in a float64 model), which matters at 1e-6.
+    /// </summary>
+    public float[] InverseFrequencies()
     {
         int half = RotaryDim / 2;
-        var inv = new double[half];
-        for (int i = 0; i < half; i++) inv[i] = 1.0 / Math.Pow(RopeTheta, 2.0 * i / RotaryDim);
+        var inv = new float[half];
+        for (int i = 0; i < half; i++)
+        {
+            float e = (float)(2 * i) / RotaryDim;
+            inv[i] = 1f / (float)Math.Pow(RopeTheta, e);
+        }
         if (RopeScaling is { } s)
         {
             double lowWl = s.OriginalMaxPositionEmbeddings / s.LowFreqFactor;
             double highWl = s.OriginalMaxPositionEmbeddings / s.HighFreqFactor;
             for (int i = 0; i < half; i++)
             {
-                double wl = 2 * Math.PI / inv[i];
-                if (wl > lowWl) inv[i] /= s.Factor;
+                float wl = 2 * MathF.PI / inv[i];
+                if (wl > lowWl) inv[i] = (float)(inv[i] / s.Factor);
                 else if (wl >= highWl)
                 {
                     double smooth = (s.OriginalMaxPositionEmbeddings / wl - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
-                    inv[i] = (1 - smooth) * inv[i] / s.Factor + smooth * inv[i];
+                    inv[i] = (float)((1 - smooth) * inv[i] / s.Factor + smooth * inv[i]);
                 }
             }
         }

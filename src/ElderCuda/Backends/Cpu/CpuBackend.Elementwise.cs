@@ -1,0 +1,157 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using ElderCuda.Tensors;
+
+namespace ElderCuda.Backends.Cpu;
+
+public sealed partial class CpuBackend
+{
+    const float GeluC = 0.7978845608028654f; // sqrt(2/π)
+
+    static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
+
+    public void SwiGlu(Tensor output, Tensor gate, Tensor up)
+    {
+        var o = F(output); var g = F(gate); var u = F(up);
+        Parallel.For(0, gate.Rows, n =>
+        {
+            int C = gate.Cols;
+            for (int i = n * C; i < (n + 1) * C; i++) o[i] = g[i] * Sigmoid(g[i]) * u[i];
+        });
+    }
+
+    public void SwiGluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up)
+    {
+        var dg = F(dGate); var du = F(dUp); var d = F(dOut); var g = F(gate); var u = F(up);
+        Parallel.For(0, gate.Rows, n =>
+        {
+            int C = gate.Cols;
+            for (int i = n * C; i < (n + 1) * C; i++)
+            {
+                float s = Sigmoid(g[i]), silu = g[i] * s;
+                du[i] = d[i] * silu;
+                dg[i] = d[i] * u[i] * s * (1f + g[i] * (1f - s));
+            }
+        });
+    }
+
+    public void Act(Activation kind, Tensor output, Tensor x)
+    {
+        var o = F(output); var xs = F(x);
+        Parallel.For(0, x.Rows, n =>
+        {
+            int C = x.Cols;
+            for (int i = n * C; i < (n + 1) * C; i++)
+            {
+                float v = xs[i];
+                o[i] = kind switch
+                {
+                    Activation.Relu => v > 0 ? v : 0,
+                    Activation.Silu => v * Sigmoid(v),
+                    _ => 0.5f * v * (1f + MathF.Tanh(GeluC * (v + 0.044715f * v * v * v))),
+                };
+            }
+        });
+    }
+
+    public void ActBackward(Activation kind, Tensor dx, Tensor dOut, Tensor x)
+    {
+        var d = F(dx); var g = F(dOut); var xs = F(x);
+        Parallel.For(0, x.Rows, n =>
+        {
+            int C = x.Cols;
+            for (int i = n * C; i < (n + 1) * C; i++)
+            {
+                float v = xs[i];
+                float dv;
+                switch (kind)
+                {
+                    case Activation.Relu: dv = v > 0 ? 1 : 0; break;
+                    case Activation.Silu: { float s = Sigmoid(v); dv = s * (1 + v * (1 - s)); break; }
+                    default:
+                    {
+                        float t = MathF.Tanh(GeluC * (v + 0.044715f * v * v * v));
+                        dv = 0.5f * (1 + t) + 0.5f * v * (1 - t * t) * GeluC * (1 + 3 * 0.044715f * v * v);
+                        break;
+                    }
+                }
+                d[i] = g[i] * dv;
+            }
+        });
+    }
+
+    public void Add(Tensor output, Tensor a, Tensor b) => TensorPrimitives.Add(F(a), F(b), F(output));
+    public void Axpy(Tensor y, float alpha, Tensor x) { var ys = F(y); TensorPrimitives.MultiplyAdd(F(x), alpha, ys, ys); }
+    public void Scale(Tensor output, Tensor x, float s) => TensorPrimitives.Multiply(F(x), s, F(output));
+
+    public double Dot(Tensor a, Tensor b)
+    {
+        var x = F(a); var y = F(b); double s = 0;
+        for (int i = 0; i < x.Length; i++) s += (double)x[i] * y[i];
+        return s;
+    }
+
+    public double DiffNorm(Tensor a, Tensor b, NormKind kind)
+    {
+        var x = F(a); var y = F(b); double s = 0;
+        for (int i = 0; i < x.Length; i++) { double d = (double)x[i] - y[i]; s += kind == NormKind.L1 ? Math.Abs(d) : d * d; }
+        return kind == NormKind.L1 ? s : Math.Sqrt(s);
+    }
+
+    public void DiffNormBackward(Tensor dA, Tensor? dB, Tensor a, Tensor b, NormKind kind, double norm, float coef)
+    {
+        var da = F(dA); var db = dB is null ? null : F(dB); var x = F(a); var y = F(b);
+        double k = kind == NormKind.L2 ? (norm > 0 ? coef / norm : 0) : coef;
+        for (int i = 0; i < x.Length; i++)
+        {
+            double d = (double)x[i] - y[i];
+            float gi = (float)(kind == NormKind.L2 ? k * d : k * Math.Sign(d));
+            da[i] += gi;
+            if (db is not null) db[i] -= gi;
+        }
+    }
+
+    public void CrossEntropy(Tensor losses, Tensor? dLogits, Tensor logits, Tensor targets, float gradScale)
+    {
+        var ls = F(losses); var lg = F(logits); var tg = I(targets); var dl = dLogits is null ? null : F(dLogits);
+        int V = logits.Cols;
+        Parallel.For(0, logits.Rows, n =>
+        {
+            var row = new ReadOnlySpan<float>(lg, n * V, V);
+            int t = tg[n];
+            if (t < 0)
+            {
+                ls[n] = 0;
+                if (dl is not null) dl.AsSpan(n * V, V).Clear();
+                return;
+            }
+            if (t >= V) throw new ArgumentOutOfRangeException(nameof(targets), $"target {t} outside the vocabulary of {V}");
+            float max = TensorPrimitives.Max(row);
+            double sum = 0; for (int i = 0; i < V; i++) sum += Math.Exp(row[i] - max);
+            double lse = max + Math.Log(sum);
+            ls[n] = (float)(lse - row[t]);
+            if (dl is null) return;
+            var drow = dl.AsSpan(n * V, V);
+            for (int i = 0; i < V; i++) drow[i] = (float)(gradScale * Math.Exp(row[i] - lse));
+            drow[t] -= gradScale;
+        });
+    }
+
+    public void AdamW(Tensor param, Tensor master, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
+    {
+        var p = F(master); var g = F(grad); var ms = F(m); var vs = F(v); var outp = F(param);
+        double bc1 = 1 - Math.Pow(beta1, step), bc2 = 1 - Math.Pow(beta2, step);
+        Parallel.For(0, (p.Length + 4095) / 4096, blk =>
+        {
+            int end = Math.Min(p.Length, (blk + 1) * 4096);
+            for (int i = blk * 4096; i < end; i++)
+            {
+                float gi = g[i];
+                ms[i] = beta1 * ms[i] + (1 - beta1) * gi;
+                vs[i] = beta2 * vs[i] + (1 - beta2) * gi * gi;
+                double mh = ms[i] / bc1, vh = vs[i] / bc2;
+                p[i] = (float)(p[i] * (1 - lr * weightDecay) - lr * mh / (Math.Sqrt(vh) + eps));
+                outp[i] = p[i];
+            }
+        });
+    }
+}
