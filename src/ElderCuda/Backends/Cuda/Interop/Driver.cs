@@ -50,6 +50,7 @@ public static unsafe class Driver
         [DllImport(L, EntryPoint = "cuMemGetInfo_v2")] public static extern int cuMemGetInfo(out ulong free, out ulong total);
         [DllImport(L, EntryPoint = "cuMemsetD8_v2")] public static extern int cuMemsetD8(ulong dst, byte value, ulong n);
         [DllImport(L)] public static extern int cuMemsetD8Async(ulong dst, byte value, ulong n, IntPtr stream);
+        [DllImport(L)] public static extern int cuMemsetD16Async(ulong dst, ushort value, ulong n, IntPtr stream);
         [DllImport(L)] public static extern int cuMemsetD32Async(ulong dst, uint value, ulong n, IntPtr stream);
         [DllImport(L, EntryPoint = "cuMemcpyHtoD_v2")] public static extern int cuMemcpyHtoD(ulong dst, void* src, ulong bytes);
         [DllImport(L, EntryPoint = "cuMemcpyDtoH_v2")] public static extern int cuMemcpyDtoH(void* dst, ulong src, ulong bytes);
@@ -148,6 +149,7 @@ public static unsafe class Driver
     public static void MemFree(ulong p) => Check(Native.cuMemFree(p), "cuMemFree_v2");
     public static (ulong free, ulong total) MemGetInfo() { Check(Native.cuMemGetInfo(out var f, out var t), "cuMemGetInfo_v2"); return (f, t); }
     public static void MemsetD8Async(ulong dst, byte value, ulong n, IntPtr stream) => Check(Native.cuMemsetD8Async(dst, value, n, stream), "cuMemsetD8Async");
+    public static void MemsetD16Async(ulong dst, ushort value, ulong n, IntPtr stream) => Check(Native.cuMemsetD16Async(dst, value, n, stream), "cuMemsetD16Async");
     public static void MemsetD32Async(ulong dst, uint value, ulong n, IntPtr stream) => Check(Native.cuMemsetD32Async(dst, value, n, stream), "cuMemsetD32Async");
     public static void MemcpyHtoD(ulong dst, void* src, ulong bytes) => Check(Native.cuMemcpyHtoD(dst, src, bytes), "cuMemcpyHtoD_v2");
     public static void MemcpyDtoH(void* dst, ulong src, ulong bytes) => Check(Native.cuMemcpyDtoH(dst, src, bytes), "cuMemcpyDtoH_v2");
