@@ -1,0 +1,62 @@
+using ElderCuda.Tensors;
+
+namespace ElderCuda.Backends.Cuda;
+
+// kernels/attention.cu: tiled flash attention, forward and backward; fp32 math, lse saved.
+public sealed partial class CudaBackend
+{
+    /// <summary>The compiled head-dim bound and tile sizes for a head dim.</summary>
+    static (int hdMax, int br, int bc) AttentionTiles(int headDim) => headDim switch
+    {
+        <= 64 => (64, 64, 64),
+        <= 128 => (128, 64, 64),
+        <= 256 => (256, 32, 32),
+        _ => throw new NotSupportedException($"attention kernels support head dims up to 256, not {headDim}"),
+    };
+
+    static void CheckAttention(Tensor q, Tensor k, Tensor v, int B, int T, int nHeads, int nKvHeads, int headDim)
+    {
+        if (nKvHeads <= 0 || nHeads % nKvHeads != 0) throw new ArgumentException($"attention: {nHeads} heads are not a multiple of {nKvHeads} kv heads");
+        if (q.Count != (long)B * T * nHeads * headDim) throw new ArgumentException($"attention: q {q} is not [{B}·{T}, {nHeads}·{headDim}]");
+        if (k.Count != (long)B * T * nKvHeads * headDim || v.Count != k.Count) throw new ArgumentException($"attention: k {k}/v {v} are not [{B}·{T}, {nKvHeads}·{headDim}]");
+    }
+
+    public void Attention(Tensor output, Tensor lse, Tensor q, Tensor k, Tensor v, int B, int T, int nHeads, int nKvHeads, int headDim, float scale)
+    {
+        CheckAttention(q, k, v, B, T, nHeads, nKvHeads, headDim);
+        NeedFloat(q, "Attention", "q"); Need(output, q.DType, "Attention", "output"); Need(lse, DType.F32, "Attention", "lse");
+        if (B == 0 || T == 0) return;
+        var temps = new List<Tensor>();
+        var kk = As(k, q.DType, temps); var vv = As(v, q.DType, temps);
+        var (hdMax, br, bc) = AttentionTiles(headDim);
+        uint smem = (uint)(((br + bc) * (headDim + 1) + br * (bc + 1)) * 4);
+        Launch("attention", $"attention_fwd_{Sfx(q.DType)}_hd{hdMax}", ((uint)((T + br - 1) / br), (uint)nHeads, (uint)B), (256, 1, 1), smem,
+            P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
+        Free(temps);
+    }
+
+    public void AttentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse,
+        int B, int T, int nHeads, int nKvHeads, int headDim, float scale)
+    {
+        CheckAttention(q, k, v, B, T, nHeads, nKvHeads, headDim);
+        NeedFloat(q, "AttentionBackward", "q");
+        var d = q.DType;
+        Need(dk, d, "AttentionBackward", "dk"); Need(dv, d, "AttentionBackward", "dv"); Need(lse, DType.F32, "AttentionBackward", "lse");
+        SameCount(dq, q, "AttentionBackward");
+        if (B == 0 || T == 0) return;
+        var temps = new List<Tensor>();
+        var kk = As(k, d, temps); var vv = As(v, d, temps); var g = As(dOut, d, temps); var o = As(output, d, temps);
+        var D = Temp(DType.F32, temps, B, nHeads, T);
+        long rows = (long)B * T * nHeads;
+        Launch("attention", $"attention_bwd_prep_{Sfx(d)}", ((uint)((rows * 32 + 255) / 256), 1, 1), (256, 1, 1), 0,
+            P(D), P(g), P(o), B, T, nHeads, headDim);
+        var dqAcc = dq.DType == DType.F32 ? dq : Temp(DType.F32, temps, dq.Shape);
+        Zero(dqAcc);
+        var (hdMax, br, bc) = AttentionTiles(headDim);
+        uint smem = (uint)(((2 * bc + 2 * br) * (headDim + 1) + 2 * br * (bc + 1) + 2 * br) * 4);
+        Launch("attention", $"attention_bwd_{Sfx(d)}_hd{hdMax}", ((uint)((T + bc - 1) / bc), (uint)nKvHeads, (uint)B), (256, 1, 1), smem,
+            P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+        if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
+        Free(temps);
+    }
+}
