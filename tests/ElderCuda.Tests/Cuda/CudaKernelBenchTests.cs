@@ -49,12 +49,17 @@ public class CudaKernelBenchTests
             using var dq = be.Alloc(DType.BF16, N, H * hd);
             using var dk = be.Alloc(DType.BF16, N, Hkv * hd);
             using var dv = be.Alloc(DType.BF16, N, Hkv * hd);
-            float f = Median(be, () => be.Attention(o, lse, q, k, v, B, T, H, Hkv, hd, scale));
-            float b = Median(be, () => be.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, B, T, H, Hkv, hd, scale));
-            double flopsF = 4.0 * B * H * (double)T * T * hd / 2;     // causal: half of QKᵀ and PV
-            string tag = $"B={B} T={T} H={H}/{Hkv} hd={hd} bf16";
-            Report($"attention_fwd {tag}", f, $"{flopsF / f / 1e9:F1} TFLOP/s");
-            Report($"attention_bwd {tag}", b, $"{2.5 * flopsF / b / 1e9:F1} TFLOP/s");
+            foreach (var tc in new[] { true, false })
+            {
+                be.TensorCoreAttention = tc;
+                float f = Median(be, () => be.Attention(o, lse, q, k, v, B, T, H, Hkv, hd, scale));
+                float b = Median(be, () => be.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, B, T, H, Hkv, hd, scale));
+                double flopsF = 4.0 * B * H * (double)T * T * hd / 2;     // causal: half of QKᵀ and PV
+                string tag = $"B={B} T={T} H={H}/{Hkv} hd={hd} bf16 {(tc ? "tensor cores" : "fp32 cores")}";
+                Report($"attention_fwd {tag}", f, $"{flopsF / f / 1e9:F1} TFLOP/s");
+                Report($"attention_bwd {tag}", b, $"{2.5 * flopsF / b / 1e9:F1} TFLOP/s");
+            }
+            be.TensorCoreAttention = true;
         }
 
         {
