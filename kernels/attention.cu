@@ -357,15 +357,31 @@ __device__ __forceinline__ void load_tile_bf16(unsigned short* dst, int LD, cons
     }
 }
 
+// The same, also writing the tile transposed into dstT [HD][LT] (so that a B fragment whose k runs
+// along the tile's rows becomes one 32-bit shared load instead of two 16-bit ones).
+template <int HD>
+__device__ __forceinline__ void load_tile_bf16_t(unsigned short* dst, int LD, unsigned short* dstT, int LT, const bf16* src,
+                                                 long long rowStride, long long colOff, int b, int T_, int t0, int rows, int nthreads) {
+    constexpr int W = HD / 2;
+    for (int e = threadIdx.x; e < rows * W; e += nthreads) {
+        int r = e / W, w = e - r * W, t = t0 + r;
+        unsigned v = 0;
+        if (t < T_) v = *(const unsigned*)(src + ((long long)b * T_ + t) * rowStride + colOff + 2 * w);
+        if (dst) *(unsigned*)(dst + r * LD + 2 * w) = v;
+        dstT[(2 * w) * LT + r] = (unsigned short)(v & 0xffffu);
+        dstT[(2 * w + 1) * LT + r] = (unsigned short)(v >> 16);
+    }
+}
+
 #define TC_THREADS 128
 
 // Forward: block = 4 warps × 16 query rows = 64 queries, key tiles of 64; K, V tiles in shared memory.
 template <int HD>
 __device__ void attention_fwd_tc(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                                  int B, int T_, int nH, int nKv, float scale) {
-    constexpr int BR = 64, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8;
+    constexpr int BR = 64, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8, LT = BC + 8;
     __shared__ __align__(16) unsigned short Ks[BC * LD];
-    __shared__ __align__(16) unsigned short Vs[BC * LD];
+    __shared__ __align__(16) unsigned short VsT[HD * LT];      // V tile transposed: [dim][key]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int qt = gridDim.x - 1 - blockIdx.x;
     const int h = blockIdx.y, b = blockIdx.z, kvh = h / (nH / nKv);
@@ -396,7 +412,7 @@ __device__ void attention_fwd_tc(bf16* out, float* lse, const bf16* q, const bf1
         const int k0 = kt * BC;
         __syncthreads();
         load_tile_bf16<HD>(Ks, LD, k, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
-        load_tile_bf16<HD>(Vs, LD, v, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
+        load_tile_bf16_t<HD>(nullptr, 0, VsT, LT, v, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
         __syncthreads();
 
         float s[8][4];
@@ -439,10 +455,8 @@ __device__ void attention_fwd_tc(bf16* out, float* lse, const bf16* q, const bf1
                                pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
             const int kr = kk * 16 + 2 * t;
 #pragma unroll
-            for (int dn = 0; dn < DN; dn++) {
-                const int c = dn * 8 + g;
-                mma16816(o[dn], pa, pack16(Vs[kr * LD + c], Vs[(kr + 1) * LD + c]), pack16(Vs[(kr + 8) * LD + c], Vs[(kr + 9) * LD + c]));
-            }
+            for (int dn = 0; dn < DN; dn++)
+                mma16816(o[dn], pa, lds32(VsT, LT, dn * 8 + g, kr), lds32(VsT, LT, dn * 8 + g, kr + 8));
         }
     }
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
@@ -469,13 +483,16 @@ __device__ void attention_fwd_tc(bf16* out, float* lse, const bf16* q, const bf1
 template <int HD>
 __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v,
                                  const float* lse, const float* Dv, int B, int T_, int nH, int nKv, float scale) {
-    constexpr int BR = 32, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8, LS = BC + 8;
+    constexpr int BR = 32, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8, LS = BC + 8, LKT = BC + 8, LQT = BR + 8;
     extern __shared__ __align__(16) unsigned short tsm[];
     unsigned short* Ks = tsm;                 // [BC][LD]
     unsigned short* Vs = Ks + BC * LD;        // [BC][LD]
-    unsigned short* Qs = Vs + BC * LD;        // [BR][LD]
+    unsigned short* KsT = Vs + BC * LD;       // [HD][LKT] K transposed
+    unsigned short* Qs = KsT + HD * LKT;      // [BR][LD]
     unsigned short* dOs = Qs + BR * LD;       // [BR][LD]
-    unsigned short* dSs = dOs + BR * LD;      // [BR][LS]  dS, query-major
+    unsigned short* QsT = dOs + BR * LD;      // [HD][LQT]
+    unsigned short* dOsT = QsT + HD * LQT;    // [HD][LQT]
+    unsigned short* dSs = dOsT + HD * LQT;    // [BR][LS]  dS, query-major
     float* Ls = (float*)(dSs + BR * LS);      // [BR]
     float* Ds = Ls + BR;                      // [BR]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -484,7 +501,7 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
     const long long qs = (long long)nH * HD, ks = (long long)nKv * HD;
     const int kr0 = warp * 16 + g, kr1 = kr0 + 8;          // this thread's key rows within the tile
 
-    load_tile_bf16<HD>(Ks, LD, k, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
+    load_tile_bf16_t<HD>(Ks, LD, KsT, LKT, k, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
     load_tile_bf16<HD>(Vs, LD, v, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
 
     float dka[DN][4], dva[DN][4];
@@ -499,8 +516,8 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
         for (int qt = k0 / BR; qt < nqt; qt++) {
             const int q0 = qt * BR;
             __syncthreads();
-            load_tile_bf16<HD>(Qs, LD, q, qs, (long long)h * HD, b, T_, q0, BR, TC_THREADS);
-            load_tile_bf16<HD>(dOs, LD, dOut, qs, (long long)h * HD, b, T_, q0, BR, TC_THREADS);
+            load_tile_bf16_t<HD>(Qs, LD, QsT, LQT, q, qs, (long long)h * HD, b, T_, q0, BR, TC_THREADS);
+            load_tile_bf16_t<HD>(dOs, LD, dOsT, LQT, dOut, qs, (long long)h * HD, b, T_, q0, BR, TC_THREADS);
             for (int r = threadIdx.x; r < BR; r += TC_THREADS) {
                 const int tq = q0 + r;
                 Ls[r] = tq < T_ ? lse[((long long)b * nH + h) * T_ + tq] : 0.f;
@@ -553,8 +570,8 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
 #pragma unroll
                 for (int dn = 0; dn < DN; dn++) {
                     const int c = dn * 8 + g;
-                    mma16816(dva[dn], pa, pack16(dOs[qr * LD + c], dOs[(qr + 1) * LD + c]), pack16(dOs[(qr + 8) * LD + c], dOs[(qr + 9) * LD + c]));
-                    mma16816(dka[dn], sa, pack16(Qs[qr * LD + c], Qs[(qr + 1) * LD + c]), pack16(Qs[(qr + 8) * LD + c], Qs[(qr + 9) * LD + c]));
+                    mma16816(dva[dn], pa, lds32(dOsT, LQT, c, qr), lds32(dOsT, LQT, c, qr + 8));
+                    mma16816(dka[dn], sa, lds32(QsT, LQT, c, qr), lds32(QsT, LQT, c, qr + 8));
                 }
             }
             __syncthreads();                                   // dS complete
@@ -572,7 +589,7 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
 #pragma unroll
                     for (int i = 0; i < DN / 2; i++) {
                         const int col = (dn0 + i) * 8 + g;
-                        mma16816(dq[i], da, pack16(Ks[c * LD + col], Ks[(c + 1) * LD + col]), pack16(Ks[(c + 8) * LD + col], Ks[(c + 9) * LD + col]));
+                        mma16816(dq[i], da, lds32(KsT, LKT, col, c), lds32(KsT, LKT, col, c + 8));
                     }
                 }
                 const int qa0 = q0 + rb + g, qa1 = qa0 + 8;
