@@ -1,4 +1,6 @@
+using ElderCuda.Backends;
 using ElderCuda.Backends.Cuda;
+using ElderCuda.Model;
 using ElderCuda.Tensors;
 
 namespace ElderCuda.Tests.Cuda;
@@ -49,12 +51,17 @@ public class CudaKernelBenchTests
             using var dq = be.Alloc(DType.BF16, N, H * hd);
             using var dk = be.Alloc(DType.BF16, N, Hkv * hd);
             using var dv = be.Alloc(DType.BF16, N, Hkv * hd);
-            float f = Median(be, () => be.Attention(o, lse, q, k, v, B, T, H, Hkv, hd, scale));
-            float b = Median(be, () => be.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, B, T, H, Hkv, hd, scale));
-            double flopsF = 4.0 * B * H * (double)T * T * hd / 2;     // causal: half of QKᵀ and PV
-            string tag = $"B={B} T={T} H={H}/{Hkv} hd={hd} bf16";
-            Report($"attention_fwd {tag}", f, $"{flopsF / f / 1e9:F1} TFLOP/s");
-            Report($"attention_bwd {tag}", b, $"{2.5 * flopsF / b / 1e9:F1} TFLOP/s");
+            foreach (var tc in new[] { true, false })
+            {
+                be.TensorCoreAttention = tc;
+                float f = Median(be, () => be.Attention(o, lse, q, k, v, B, T, H, Hkv, hd, scale));
+                float b = Median(be, () => be.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, B, T, H, Hkv, hd, scale));
+                double flopsF = 4.0 * B * H * (double)T * T * hd / 2;     // causal: half of QKᵀ and PV
+                string tag = $"B={B} T={T} H={H}/{Hkv} hd={hd} bf16 {(tc ? "tensor cores" : "fp32 cores")}";
+                Report($"attention_fwd {tag}", f, $"{flopsF / f / 1e9:F1} TFLOP/s");
+                Report($"attention_bwd {tag}", b, $"{2.5 * flopsF / b / 1e9:F1} TFLOP/s");
+            }
+            be.TensorCoreAttention = true;
         }
 
         {
@@ -81,5 +88,44 @@ public class CudaKernelBenchTests
             Report($"matmul {M}^3 bf16 (cublasGemmEx)", t, $"{2.0 * M * M * (double)M / t / 1e9:F1} TFLOP/s");
         }
         Report("device", 0, be.DeviceName + "; " + be.VersionString());
+    }
+
+    /// <summary>A whole training step (forward, backward, weight gradients) of the bundled llama-12L.</summary>
+    [Fact]
+    public void BundledModelTrainingStep()
+    {
+        if (Environment.GetEnvironmentVariable("ELDR_BENCH") != "1") Assert.Skip("set ELDR_BENCH=1 to time kernels");
+        int B = 8, T = 512;
+        var rng = new Random(7);
+        var ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(1000)).ToArray();
+        var batch = new TokenBatch(ids, B, T);
+        var opts = new StepOptions { Backward = true, WeightGrads = true };
+        foreach (var d in new[] { DType.BF16, DType.F32 })
+        {
+            var be = CudaFixture.Get(d);
+            using var m = CausalLM.Load(TestPaths.BundledModel, be);
+            for (int i = 0; i < 2; i++) m.Step(batch, opts);
+            be.Synchronize();
+            var t = new List<double>();
+            for (int i = 0; i < 5; i++)
+            {
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                m.Step(batch, opts);
+                be.Synchronize();
+                t.Add(sw.Elapsed.TotalMilliseconds);
+            }
+            t.Sort();
+            Report($"llama-12L train step B={B} T={T} cuda {d}", (float)t[2], $"{B * T / t[2] * 1000:F0} tokens/s (host clock, synchronized)");
+        }
+        {
+            using var cpu = new ElderCuda.Backends.Cpu.CpuBackend();
+            using var m = CausalLM.Load(TestPaths.BundledModel, cpu);
+            var small = new TokenBatch(ids[..(2 * T)], 2, T);
+            m.Step(small, opts);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            m.Step(small, opts);
+            double ms = sw.Elapsed.TotalMilliseconds;
+            Report($"llama-12L train step B=2 T={T} cpu F32", (float)ms, $"{2 * T / ms * 1000:F0} tokens/s");
+        }
     }
 }

@@ -151,25 +151,34 @@ public class CudaOpParityTests
         }
     }
 
-    public static TheoryData<DType, int, int, int, int, int> AttentionCases()
+    public static TheoryData<DType, bool, int, int, int, int, int> AttentionCases()
     {
-        var t = new TheoryData<DType, int, int, int, int, int>();
-        foreach (var d in new[] { DType.F32, DType.BF16 })
+        var t = new TheoryData<DType, bool, int, int, int, int, int>();
+        // (dtype, tensor cores, B, T, heads, kv heads, head dim); tensor cores only exist for BF16
+        foreach (var (d, tc) in new[] { (DType.F32, false), (DType.BF16, false), (DType.BF16, true) })
         {
-            t.Add(d, 2, 67, 4, 2, 16);
-            t.Add(d, 1, 67, 4, 4, 32);
-            t.Add(d, 2, 37, 8, 2, 64);
-            t.Add(d, 1, 130, 4, 1, 80);
-            t.Add(d, 1, 67, 6, 2, 128);
-            t.Add(d, 1, 45, 2, 1, 256);
+            t.Add(d, tc, 2, 67, 4, 2, 16);
+            t.Add(d, tc, 1, 67, 4, 4, 32);
+            t.Add(d, tc, 2, 37, 8, 2, 64);
+            t.Add(d, tc, 1, 130, 4, 1, 80);
+            t.Add(d, tc, 1, 67, 6, 2, 128);
+            t.Add(d, tc, 1, 200, 4, 4, 96);
+            if (!tc) t.Add(d, tc, 1, 45, 2, 1, 256);
         }
         return t;
     }
 
     [Theory, MemberData(nameof(AttentionCases))]
-    public void Attention(DType d, int B, int T, int H, int Hkv, int hd)
+    public void Attention(DType d, bool tensorCores, int B, int T, int H, int Hkv, int hd)
     {
         var p = new Parity(d, 6 + hd);
+        p.Gpu.TensorCoreAttention = tensorCores;
+        try { AttentionCase(p, d, B, T, H, Hkv, hd, tensorCores ? " tc" : ""); }
+        finally { p.Gpu.TensorCoreAttention = true; }
+    }
+
+    static void AttentionCase(Parity p, DType d, int B, int T, int H, int Hkv, int hd, string path)
+    {
         int N = B * T; float scale = 1f / MathF.Sqrt(hd);
         var (gq, cq) = p.Both(p.Rand(N * H * hd, 2f), d, N, H * hd);
         var (gk, ck) = p.Both(p.Rand(N * Hkv * hd, 2f), d, N, Hkv * hd);
@@ -177,7 +186,7 @@ public class CudaOpParityTests
         var go = p.Poisoned(d, N, H * hd); var co = p.Cpu.Alloc(DType.F32, N, H * hd);
         var gl = p.Poisoned(DType.F32, B, H, T); var cl = p.Cpu.Alloc(DType.F32, B, H, T);
         p.Gpu.Attention(go, gl, gq, gk, gv, B, T, H, Hkv, hd, scale); p.Cpu.Attention(co, cl, cq, ck, cv, B, T, H, Hkv, hd, scale);
-        string tag = $"hd={hd} H={H}/{Hkv}";
+        string tag = $"hd={hd} H={H}/{Hkv}{path}";
         p.Check($"attention_fwd {tag}", go, co, p.FwdTol);
         p.Check($"attention_fwd lse {tag}", gl, cl, p.FwdTol);
 

@@ -2,9 +2,20 @@ using ElderCuda.Tensors;
 
 namespace ElderCuda.Backends.Cuda;
 
-// kernels/attention.cu: tiled flash attention, forward and backward; fp32 math, lse saved.
+// kernels/attention.cu: tiled flash attention, forward and backward, lse saved. Two implementations:
+// fp32 CUDA-core tiles (any dtype, head dims up to 256; the F32 parity path) and, for BF16 with a head
+// dim in {16, 32, 64, 80, 96, 128}, tensor-core tiles (mma.sync bf16 → fp32), as FlashAttention-2.
 public sealed partial class CudaBackend
 {
+    /// <summary>
+    /// Use the tensor-core attention kernels in BF16 mode where they exist (default true; the
+    /// environment variable ELDR_ATTENTION=simt turns them off).
+    /// </summary>
+    public bool TensorCoreAttention { get; set; } = Environment.GetEnvironmentVariable("ELDR_ATTENTION") != "simt";
+
+    bool UseTc(DType d, int headDim) =>
+        TensorCoreAttention && d == DType.BF16 && Arch >= 80 && headDim is 16 or 32 or 64 or 80 or 96 or 128;
+
     /// <summary>The compiled head-dim bound and tile sizes for a head dim.</summary>
     static (int hdMax, int br, int bc) AttentionTiles(int headDim) => headDim switch
     {
@@ -28,6 +39,13 @@ public sealed partial class CudaBackend
         if (B == 0 || T == 0) return;
         var temps = new List<Tensor>();
         var kk = As(k, q.DType, temps); var vv = As(v, q.DType, temps);
+        if (UseTc(q.DType, headDim))
+        {
+            Launch("attention", $"attention_fwd_bf16_tc_hd{headDim}", ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), 0,
+                P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
+            Free(temps);
+            return;
+        }
         var (hdMax, br, bc) = AttentionTiles(headDim);
         uint smem = (uint)(((br + bc) * (headDim + 1) + br * (bc + 1)) * 4);
         Launch("attention", $"attention_fwd_{Sfx(q.DType)}_hd{hdMax}", ((uint)((T + br - 1) / br), (uint)nHeads, (uint)B), (256, 1, 1), smem,
@@ -52,6 +70,17 @@ public sealed partial class CudaBackend
             P(D), P(g), P(o), B, T, nHeads, headDim);
         var dqAcc = dq.DType == DType.F32 ? dq : Temp(DType.F32, temps, dq.Shape);
         Zero(dqAcc);
+        if (UseTc(d, headDim))
+        {
+            // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS hi/lo [32][72] (bf16); lse, D [32] (f32)
+            int ld = headDim + 8;
+            uint tsmem = (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 2 * 32 * 72) * 2 + 2 * 32 * 4);
+            Launch("attention", $"attention_bwd_bf16_tc_hd{headDim}", ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
+                P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+            if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
+            Free(temps);
+            return;
+        }
         var (hdMax, br, bc) = AttentionTiles(headDim);
         uint smem = (uint)(((2 * bc + 2 * br) * (headDim + 1) + 2 * br * (bc + 1) + 2 * br) * 4);
         Launch("attention", $"attention_bwd_{Sfx(d)}_hd{hdMax}", ((uint)((T + bc - 1) / bc), (uint)nKvHeads, (uint)B), (256, 1, 1), smem,
