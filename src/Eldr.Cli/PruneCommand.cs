@@ -24,8 +24,10 @@ public static class PruneCommand
             return o;
         }
 
-        var model = Opt<string>("--model", "Hugging Face model folder (config.json, *.safetensors, tokenizer files)");
-        model.Required = true;
+        var dirArg = new Argument<string?>("dir") { Description = "Hugging Face model folder", Arity = ArgumentArity.ZeroOrOne };
+        cmd.Arguments.Add(dirArg);
+        var model = Opt<string?>("--model", "Hugging Face model folder (config.json, *.safetensors, tokenizer files)");
+        // the model is the positional DIR (or --model, kept for scripts)
         var output = Opt<string?>("--out", "Output folder for the pruned checkpoint, report.json and plots (written atomically)");
         var force = Opt<bool>("--force", "Replace --out if it exists");
         var method = Opt<string>("--method", "elder | shortgpt | angular | sleb | laco | slm | auto", () => "elder");
@@ -100,7 +102,7 @@ public static class PruneCommand
                 => Enum.TryParse<T>(v.Replace("-", ""), true, out var r) ? r : throw new ArgumentException($"{opt}: '{v}' is not one of {string.Join(", ", Enum.GetNames<T>()).ToLowerInvariant()}");
             static List<double> Doubles(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(x => double.Parse(x, System.Globalization.CultureInfo.InvariantCulture)).ToList();
 
-            string modelDir = pr.GetValue(model)!;
+            string modelDir = pr.GetValue(dirArg) ?? pr.GetValue(model) ?? throw new ArgumentException("name the model folder: eldr prune DIR ...");
             string? outDir = pr.GetValue(output);
             if (outDir is not null && Directory.Exists(outDir) && !pr.GetValue(force))
                 throw new IOException($"{outDir} already exists (pass --force to replace it)");

@@ -1,0 +1,663 @@
+// Causal self-attention with grouped-query heads, flash-attention style (Dao et al., FlashAttention-2):
+// tiles of queries × keys in shared memory, online softmax, no T×T matrix in global memory; fp32 math.
+//
+// Layout: q, out [B·T, nH·hd]; k, v [B·T, nKv·hd]; lse, D [B, nH, T] (F32). Query head h reads kv head
+// h / (nH/nKv). S = scale·q·kᵀ, masked where key > query; lse = m + log l saved for backward.
+//
+// Tiles: BR query rows × BC keys per step, 256 threads as a 16×16 grid (ty, tx). Thread (ty, tx) owns
+// S rows ty·RM..+RM and columns tx + 16·j, and output rows ty·RM..+RM, dims tx + 16·j. Shared rows are
+// padded to hd + 1 floats so column walks hit distinct banks. HD is the compile-time bound on hd.
+#include "common.cuh"
+
+#define ATT_THREADS 256
+
+template <typename T>
+__device__ __forceinline__ void load_tile(float* dst, int LD, const T* src, long long rowStride, long long colOff,
+                                          int b, int T_, int t0, int rows, int hd) {
+    for (int e = threadIdx.x; e < rows * hd; e += ATT_THREADS) {
+        int r = e / hd, d = e - r * hd, t = t0 + r;
+        dst[r * LD + d] = t < T_ ? ld(src, ((long long)b * T_ + t) * rowStride + colOff + d) : 0.f;
+    }
+}
+
+template <typename T, int HD, int BR, int BC>
+__device__ void attention_fwd(T* out, float* lse, const T* q, const T* k, const T* v,
+                              int B, int T_, int nH, int nKv, int hd, float scale) {
+    constexpr int RM = BR / 16, CN = BC / 16, DJ = HD / 16;
+    extern __shared__ float smem[];
+    const int LD = hd + 1, LP = BC + 1;
+    float* Qs = smem;            // [BR][LD]
+    float* KV = Qs + BR * LD;    // [BC][LD]: K, then V, of the current key tile
+    float* Ps = KV + BC * LD;    // [BR][LP]: probabilities of the current tile
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int qt = gridDim.x - 1 - blockIdx.x;     // longest (latest) query tiles start first
+    const int h = blockIdx.y, b = blockIdx.z, g = h / (nH / nKv);
+    const long long qs = (long long)nH * hd, ks = (long long)nKv * hd;
+    const int q0 = qt * BR;
+
+    load_tile(Qs, LD, q, qs, (long long)h * hd, b, T_, q0, BR, hd);
+
+    float o[RM][DJ], mrow[RM], lrow[RM];
+#pragma unroll
+    for (int i = 0; i < RM; i++) {
+        mrow[i] = -ELDR_INF; lrow[i] = 0.f;
+#pragma unroll
+        for (int j = 0; j < DJ; j++) o[i][j] = 0.f;
+    }
+
+    const int kEnd = min(T_, q0 + BR);
+    const int nkt = (kEnd + BC - 1) / BC;
+    for (int kt = 0; kt < nkt; kt++) {
+        const int k0 = kt * BC;
+        __syncthreads();                                   // last tile's P·V is done with KV and Ps
+        load_tile(KV, LD, k, ks, (long long)g * hd, b, T_, k0, BC, hd);
+        __syncthreads();
+
+        float s[RM][CN];
+#pragma unroll
+        for (int i = 0; i < RM; i++)
+#pragma unroll
+            for (int j = 0; j < CN; j++) s[i][j] = 0.f;
+#pragma unroll 4
+        for (int d = 0; d < hd; d++) {
+            float qv[RM], kv[CN];
+#pragma unroll
+            for (int i = 0; i < RM; i++) qv[i] = Qs[(ty * RM + i) * LD + d];
+#pragma unroll
+            for (int j = 0; j < CN; j++) kv[j] = KV[(tx + 16 * j) * LD + d];
+#pragma unroll
+            for (int i = 0; i < RM; i++)
+#pragma unroll
+                for (int j = 0; j < CN; j++) s[i][j] += qv[i] * kv[j];
+        }
+
+        // online softmax; the 16 threads sharing a row are 16 consecutive lanes of one warp
+#pragma unroll
+        for (int i = 0; i < RM; i++) {
+            const int qi = q0 + ty * RM + i;
+            float mx = -ELDR_INF;
+#pragma unroll
+            for (int j = 0; j < CN; j++) {
+                const int kj = k0 + tx + 16 * j;
+                s[i][j] = (kj <= qi && kj < T_) ? s[i][j] * scale : -ELDR_INF;
+                mx = fmaxf(mx, s[i][j]);
+            }
+#pragma unroll
+            for (int off = 8; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            // key 0 is visible to every row, so after the first tile mnew is finite
+            const float mnew = fmaxf(mrow[i], mx);
+            const float alpha = __expf(mrow[i] - mnew);
+            float rs = 0.f;
+#pragma unroll
+            for (int j = 0; j < CN; j++) {
+                const float p = __expf(s[i][j] - mnew);
+                Ps[(ty * RM + i) * LP + tx + 16 * j] = p;
+                rs += p;
+            }
+#pragma unroll
+            for (int off = 8; off > 0; off >>= 1) rs += __shfl_xor_sync(0xffffffffu, rs, off);
+            lrow[i] = lrow[i] * alpha + rs;
+            mrow[i] = mnew;
+#pragma unroll
+            for (int j = 0; j < DJ; j++) o[i][j] *= alpha;
+        }
+        __syncthreads();                                   // K no longer needed; P complete
+        load_tile(KV, LD, v, ks, (long long)g * hd, b, T_, k0, BC, hd);
+        __syncthreads();
+#pragma unroll 4
+        for (int c = 0; c < BC; c++) {
+            float pv[RM];
+#pragma unroll
+            for (int i = 0; i < RM; i++) pv[i] = Ps[(ty * RM + i) * LP + c];
+#pragma unroll
+            for (int j = 0; j < DJ; j++) {
+                const int d = tx + 16 * j;
+                if (d < hd) {
+                    const float vv = KV[c * LD + d];
+#pragma unroll
+                    for (int i = 0; i < RM; i++) o[i][j] += pv[i] * vv;
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int i = 0; i < RM; i++) {
+        const int qi = q0 + ty * RM + i;
+        if (qi >= T_) continue;
+        const float inv = 1.f / lrow[i];
+        const long long row = ((long long)b * T_ + qi) * qs + (long long)h * hd;
+#pragma unroll
+        for (int j = 0; j < DJ; j++) {
+            const int d = tx + 16 * j;
+            if (d < hd) st(out, row + d, o[i][j] * inv);
+        }
+        if (tx == 0) lse[((long long)b * nH + h) * T_ + qi] = mrow[i] + logf(lrow[i]);
+    }
+}
+
+// D[b,h,t] = Σ_d dOut·out (the rowsum term of the softmax backward). One warp per (b, t, h).
+template <typename T>
+__device__ void attention_bwd_prep(float* Dv, const T* dOut, const T* out, int B, int T_, int nH, int hd) {
+    const long long w = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (w >= (long long)B * T_ * nH) return;
+    const int h = (int)(w % nH);
+    const long long bt = w / nH;
+    const int t = (int)(bt % T_), b = (int)(bt / T_);
+    const long long base = bt * nH * hd + (long long)h * hd;
+    float s = 0.f;
+    for (int d = lane; d < hd; d += 32) s += ld(dOut, base + d) * ld(out, base + d);
+    s = warp_sum(s);
+    if (lane == 0) Dv[((long long)b * nH + h) * T_ + t] = s;
+}
+
+// One block per (key tile, kv head, batch): it keeps K, V and the dK, dV accumulators on chip and
+// walks every query head of its group and every query tile at or after the key tile. dQ is summed
+// across key tiles with fp32 atomicAdd into dqAcc (zeroed by the host; order nondeterministic).
+//   P = exp(scale·q·kᵀ − lse), dP = dO·vᵀ, dS = P ⊙ (dP − D)
+//   dV += Pᵀ·dO, dK += scale·dSᵀ·Q, dQ += scale·dS·K
+template <typename T, int HD, int BR, int BC>
+__device__ void attention_bwd(float* dqAcc, T* dk, T* dv, const T* dOut, const T* q, const T* k, const T* v,
+                              const float* lse, const float* Dv, int B, int T_, int nH, int nKv, int hd, float scale) {
+    constexpr int RM = BR / 16, CN = BC / 16, CM = BC / 16, DJ = HD / 16;
+    extern __shared__ float smem[];
+    const int LD = hd + 1, LP = BC + 1;
+    float* Ks = smem;              // [BC][LD]
+    float* Vs = Ks + BC * LD;      // [BC][LD]
+    float* Qs = Vs + BC * LD;      // [BR][LD]
+    float* dOs = Qs + BR * LD;     // [BR][LD]
+    float* Ps = dOs + BR * LD;     // [BR][LP]
+    float* dSs = Ps + BR * LP;     // [BR][LP]
+    float* Ls = dSs + BR * LP;     // [BR]
+    float* Ds = Ls + BR;           // [BR]
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int kt = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+    const int k0 = kt * BC;
+    const int group = nH / nKv;
+    const long long qs = (long long)nH * hd, ks = (long long)nKv * hd;
+
+    load_tile(Ks, LD, k, ks, (long long)g * hd, b, T_, k0, BC, hd);
+    load_tile(Vs, LD, v, ks, (long long)g * hd, b, T_, k0, BC, hd);
+
+    float dkA[CM][DJ], dvA[CM][DJ];
+#pragma unroll
+    for (int i = 0; i < CM; i++)
+#pragma unroll
+        for (int j = 0; j < DJ; j++) { dkA[i][j] = 0.f; dvA[i][j] = 0.f; }
+
+    const int nqt = (T_ + BR - 1) / BR;
+    for (int hh = 0; hh < group; hh++) {
+        const int h = g * group + hh;
+        for (int qt = k0 / BR; qt < nqt; qt++) {
+            const int q0 = qt * BR;
+            __syncthreads();                               // previous tile is done with Qs, dOs, Ps, dSs
+            load_tile(Qs, LD, q, qs, (long long)h * hd, b, T_, q0, BR, hd);
+            load_tile(dOs, LD, dOut, qs, (long long)h * hd, b, T_, q0, BR, hd);
+            for (int r = threadIdx.x; r < BR; r += ATT_THREADS) {
+                const int t = q0 + r;
+                Ls[r] = t < T_ ? lse[((long long)b * nH + h) * T_ + t] : 0.f;
+                Ds[r] = t < T_ ? Dv[((long long)b * nH + h) * T_ + t] : 0.f;
+            }
+            __syncthreads();
+
+            {
+                float s[RM][CN], dp[RM][CN];
+#pragma unroll
+                for (int i = 0; i < RM; i++)
+#pragma unroll
+                    for (int j = 0; j < CN; j++) { s[i][j] = 0.f; dp[i][j] = 0.f; }
+#pragma unroll 2
+                for (int d = 0; d < hd; d++) {
+                    float qv[RM], ov[RM], kv[CN], vv[CN];
+#pragma unroll
+                    for (int i = 0; i < RM; i++) { qv[i] = Qs[(ty * RM + i) * LD + d]; ov[i] = dOs[(ty * RM + i) * LD + d]; }
+#pragma unroll
+                    for (int j = 0; j < CN; j++) { kv[j] = Ks[(tx + 16 * j) * LD + d]; vv[j] = Vs[(tx + 16 * j) * LD + d]; }
+#pragma unroll
+                    for (int i = 0; i < RM; i++)
+#pragma unroll
+                        for (int j = 0; j < CN; j++) { s[i][j] += qv[i] * kv[j]; dp[i][j] += ov[i] * vv[j]; }
+                }
+#pragma unroll
+                for (int i = 0; i < RM; i++) {
+                    const int r = ty * RM + i, qi = q0 + r;
+#pragma unroll
+                    for (int j = 0; j < CN; j++) {
+                        const int c = tx + 16 * j, kj = k0 + c;
+                        const bool ok = kj <= qi && qi < T_ && kj < T_;
+                        const float p = ok ? __expf(s[i][j] * scale - Ls[r]) : 0.f;
+                        Ps[r * LP + c] = p;
+                        dSs[r * LP + c] = p * (dp[i][j] - Ds[r]);
+                    }
+                }
+            }
+            __syncthreads();
+
+            // dV, dK: rows c = ty·CM + i of this key tile, dims tx + 16·j
+#pragma unroll 2
+            for (int r = 0; r < BR; r++) {
+                float pc[CM], sc[CM];
+#pragma unroll
+                for (int i = 0; i < CM; i++) { pc[i] = Ps[r * LP + ty * CM + i]; sc[i] = dSs[r * LP + ty * CM + i]; }
+#pragma unroll
+                for (int j = 0; j < DJ; j++) {
+                    const int d = tx + 16 * j;
+                    if (d < hd) {
+                        const float o = dOs[r * LD + d], qq = Qs[r * LD + d];
+#pragma unroll
+                        for (int i = 0; i < CM; i++) { dvA[i][j] += pc[i] * o; dkA[i][j] += sc[i] * qq; }
+                    }
+                }
+            }
+            // dQ for rows ty·RM + i, dims tx + 16·j
+            {
+                float dq[RM][DJ];
+#pragma unroll
+                for (int i = 0; i < RM; i++)
+#pragma unroll
+                    for (int j = 0; j < DJ; j++) dq[i][j] = 0.f;
+#pragma unroll 2
+                for (int c = 0; c < BC; c++) {
+                    float sr[RM];
+#pragma unroll
+                    for (int i = 0; i < RM; i++) sr[i] = dSs[(ty * RM + i) * LP + c];
+#pragma unroll
+                    for (int j = 0; j < DJ; j++) {
+                        const int d = tx + 16 * j;
+                        if (d < hd) {
+                            const float kk = Ks[c * LD + d];
+#pragma unroll
+                            for (int i = 0; i < RM; i++) dq[i][j] += sr[i] * kk;
+                        }
+                    }
+                }
+#pragma unroll
+                for (int i = 0; i < RM; i++) {
+                    const int qi = q0 + ty * RM + i;
+                    if (qi >= T_) continue;
+                    float* dst = dqAcc + ((long long)b * T_ + qi) * qs + (long long)h * hd;
+#pragma unroll
+                    for (int j = 0; j < DJ; j++) {
+                        const int d = tx + 16 * j;
+                        if (d < hd) atomicAdd(dst + d, dq[i][j] * scale);
+                    }
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int i = 0; i < CM; i++) {
+        const int kj = k0 + ty * CM + i;
+        if (kj >= T_) continue;
+        const long long row = ((long long)b * T_ + kj) * ks + (long long)g * hd;
+#pragma unroll
+        for (int j = 0; j < DJ; j++) {
+            const int d = tx + 16 * j;
+            if (d < hd) { st(dk, row + d, dkA[i][j] * scale); st(dv, row + d, dvA[i][j]); }
+        }
+    }
+}
+
+#define ATT(S, T, HD, BR, BC) \
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_fwd_##S##_hd##HD( \
+    T* out, float* lse, const T* q, const T* k, const T* v, int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_fwd<T, HD, BR, BC>(out, lse, q, k, v, B, T_, nH, nKv, hd, scale); } \
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_bwd_##S##_hd##HD( \
+    float* dqAcc, T* dk, T* dv, const T* dOut, const T* q, const T* k, const T* v, const float* lse, const float* Dv, \
+    int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_bwd<T, HD, BR, BC>(dqAcc, dk, dv, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, hd, scale); }
+
+#define ATT_ALL(S, T) \
+ATT(S, T, 64, 64, 64) \
+ATT(S, T, 128, 64, 64) \
+ATT(S, T, 256, 32, 32) \
+extern "C" __global__ void attention_bwd_prep_##S(float* Dv, const T* dOut, const T* out, int B, int T_, int nH, int hd) \
+{ attention_bwd_prep<T>(Dv, dOut, out, B, T_, nH, hd); }
+ATT_ALL(f32, float)
+ATT_ALL(bf16, bf16)
+
+// ================================================================================================
+// BF16 tensor-core path (sm_80+): the same algorithm with mma.sync.m16n8k16 (bf16 operands, fp32
+// accumulation), as FlashAttention-2 does. S = q·kᵀ is exact products summed in fp32; P and dS are
+// rounded to bf16 before they multiply V, dO, Q or K. HD is the exact head dim (a multiple of 16).
+// Fragment layouts (PTX ISA, m16n8k16): g = lane/4, t = lane%4;
+//   A (16×16, row): regs {(g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..)}
+//   B (16×8, col):  regs {(k 2t..2t+1, n g), (k 2t+8.., n g)}
+//   C (16×8 fp32):  {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}
+// Two C tiles side by side (keys 0-7, 8-15) are exactly the A fragment of a 16×16 tile, so P and dS
+// go from accumulators to the next product without shared memory.
+// ================================================================================================
+
+__device__ __forceinline__ void mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+    return (unsigned)from_f32<bf16>(lo).bits | ((unsigned)from_f32<bf16>(hi).bits << 16);
+}
+// x ≈ hi + lo with both in bf16 (16 significant bits together): dS is multiplied in two parts, because its
+// rows sum to zero and dQ = dS·K, dK = dSᵀ·Q cancel the keys' / queries' common component; rounding dS
+// to one bf16 breaks that cancellation (OPT's q/k gradients were off by 30% in a whole-model check).
+__device__ __forceinline__ void split2(float a, float b, unsigned& hi, unsigned& lo) {
+    bf16 ha = from_f32<bf16>(a), hb = from_f32<bf16>(b);
+    hi = (unsigned)ha.bits | ((unsigned)hb.bits << 16);
+    lo = pack2(a - to_f32(ha), b - to_f32(hb));
+}
+// 32-bit word holding elements (col, col+1) of a bf16 row in shared memory
+__device__ __forceinline__ unsigned lds32(const unsigned short* base, int ld, int row, int col) {
+    return *(const unsigned*)(base + row * ld + col);
+}
+
+// rows [t0, t0+rows) of a [B·T, stride] bf16 matrix, columns colOff..colOff+HD, into smem [rows][LD]
+template <int HD>
+__device__ __forceinline__ void load_tile_bf16(unsigned short* dst, int LD, const bf16* src, long long rowStride, long long colOff,
+                                               int b, int T_, int t0, int rows, int nthreads) {
+    constexpr int W = HD / 2;   // 32-bit words per row
+    for (int e = threadIdx.x; e < rows * W; e += nthreads) {
+        int r = e / W, w = e - r * W, t = t0 + r;
+        unsigned v = 0;
+        if (t < T_) v = *(const unsigned*)(src + ((long long)b * T_ + t) * rowStride + colOff + 2 * w);
+        *(unsigned*)(dst + r * LD + 2 * w) = v;
+    }
+}
+
+// The same, also writing the tile transposed into dstT [HD][LT] (so that a B fragment whose k runs
+// along the tile's rows becomes one 32-bit shared load instead of two 16-bit ones).
+template <int HD>
+__device__ __forceinline__ void load_tile_bf16_t(unsigned short* dst, int LD, unsigned short* dstT, int LT, const bf16* src,
+                                                 long long rowStride, long long colOff, int b, int T_, int t0, int rows, int nthreads) {
+    constexpr int W = HD / 2;
+    for (int e = threadIdx.x; e < rows * W; e += nthreads) {
+        int r = e / W, w = e - r * W, t = t0 + r;
+        unsigned v = 0;
+        if (t < T_) v = *(const unsigned*)(src + ((long long)b * T_ + t) * rowStride + colOff + 2 * w);
+        if (dst) *(unsigned*)(dst + r * LD + 2 * w) = v;
+        dstT[(2 * w) * LT + r] = (unsigned short)(v & 0xffffu);
+        dstT[(2 * w + 1) * LT + r] = (unsigned short)(v >> 16);
+    }
+}
+
+#define TC_THREADS 128
+
+// Forward: block = 4 warps × 16 query rows = 64 queries, key tiles of 64; K, V tiles in shared memory.
+template <int HD>
+__device__ void attention_fwd_tc(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                 int B, int T_, int nH, int nKv, float scale) {
+    constexpr int BR = 64, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8, LT = BC + 8;
+    __shared__ __align__(16) unsigned short Ks[BC * LD];
+    __shared__ __align__(16) unsigned short VsT[HD * LT];      // V tile transposed: [dim][key]
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int qt = gridDim.x - 1 - blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / (nH / nKv);
+    const long long qs = (long long)nH * HD, ks = (long long)nKv * HD;
+    const int q0 = qt * BR, r0 = q0 + warp * 16 + g, r1 = r0 + 8;
+
+    // this warp's 16 query rows as A fragments, straight from global memory
+    unsigned qa[KS][4];
+    {
+        const unsigned* p0 = (const unsigned*)(q + ((long long)b * T_ + r0) * qs + (long long)h * HD);
+        const unsigned* p1 = (const unsigned*)(q + ((long long)b * T_ + r1) * qs + (long long)h * HD);
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            qa[kk][0] = r0 < T_ ? p0[kk * 8 + t] : 0u;
+            qa[kk][1] = r1 < T_ ? p1[kk * 8 + t] : 0u;
+            qa[kk][2] = r0 < T_ ? p0[kk * 8 + 4 + t] : 0u;
+            qa[kk][3] = r1 < T_ ? p1[kk * 8 + 4 + t] : 0u;
+        }
+    }
+    float o[DN][4];
+#pragma unroll
+    for (int i = 0; i < DN; i++) { o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f; }
+    float m0 = -ELDR_INF, m1 = -ELDR_INF, l0 = 0.f, l1 = 0.f;
+
+    const int kEnd = min(T_, q0 + BR);
+    const int nkt = (kEnd + BC - 1) / BC;
+    for (int kt = 0; kt < nkt; kt++) {
+        const int k0 = kt * BC;
+        __syncthreads();
+        load_tile_bf16<HD>(Ks, LD, k, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
+        load_tile_bf16_t<HD>(nullptr, 0, VsT, LT, v, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
+        __syncthreads();
+
+        float s[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++)
+                mma16816(s[j], qa[kk], lds32(Ks, LD, j * 8 + g, kk * 16 + 2 * t), lds32(Ks, LD, j * 8 + g, kk * 16 + 2 * t + 8));
+        }
+        float mx0 = -ELDR_INF, mx1 = -ELDR_INF;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int kj = k0 + j * 8 + 2 * t;
+            s[j][0] = (kj <= r0 && kj < T_) ? s[j][0] * scale : -ELDR_INF;
+            s[j][1] = (kj + 1 <= r0 && kj + 1 < T_) ? s[j][1] * scale : -ELDR_INF;
+            s[j][2] = (kj <= r1 && kj < T_) ? s[j][2] * scale : -ELDR_INF;
+            s[j][3] = (kj + 1 <= r1 && kj + 1 < T_) ? s[j][3] * scale : -ELDR_INF;
+            mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+            mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);   // finite: key 0 is visible to every row
+        const float a0 = __expf(m0 - mn0), a1 = __expf(m1 - mn1);
+        m0 = mn0; m1 = mn1;
+        float rs0 = 0.f, rs1 = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            s[j][0] = __expf(s[j][0] - mn0); s[j][1] = __expf(s[j][1] - mn0);
+            s[j][2] = __expf(s[j][2] - mn1); s[j][3] = __expf(s[j][3] - mn1);
+            rs0 += s[j][0] + s[j][1]; rs1 += s[j][2] + s[j][3];
+        }
+        l0 = l0 * a0 + rs0; l1 = l1 * a1 + rs1;      // per-thread partial row sums, reduced at the end
+#pragma unroll
+        for (int i = 0; i < DN; i++) { o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1; }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {             // 16 keys per step
+            unsigned pa[4] = { pack2(s[2 * kk][0], s[2 * kk][1]), pack2(s[2 * kk][2], s[2 * kk][3]),
+                               pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
+            const int kr = kk * 16 + 2 * t;
+#pragma unroll
+            for (int dn = 0; dn < DN; dn++)
+                mma16816(o[dn], pa, lds32(VsT, LT, dn * 8 + g, kr), lds32(VsT, LT, dn * 8 + g, kr + 8));
+        }
+    }
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = 1.f / l0, i1 = 1.f / l1;
+    if (r0 < T_) {
+        unsigned* p = (unsigned*)(out + ((long long)b * T_ + r0) * qs + (long long)h * HD);
+#pragma unroll
+        for (int dn = 0; dn < DN; dn++) p[dn * 4 + t] = pack2(o[dn][0] * i0, o[dn][1] * i0);
+        if (t == 0) lse[((long long)b * nH + h) * T_ + r0] = m0 + logf(l0);
+    }
+    if (r1 < T_) {
+        unsigned* p = (unsigned*)(out + ((long long)b * T_ + r1) * qs + (long long)h * HD);
+#pragma unroll
+        for (int dn = 0; dn < DN; dn++) p[dn * 4 + t] = pack2(o[dn][2] * i1, o[dn][3] * i1);
+        if (t == 0) lse[((long long)b * nH + h) * T_ + r1] = m1 + logf(l1);
+    }
+}
+
+// Backward: block = (64-key tile, kv head, batch), 4 warps, warp w owns keys w·16..+16 of the tile and
+// their dK, dV accumulators; query tiles of 32. Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ come out key-major, so
+// Pᵀ and dSᵀ feed dV += Pᵀ·dO and dK += dSᵀ·Q directly; dS goes through shared memory for
+// dQ += dS·K, which is added to dqAcc (fp32) with atomicAdd.
+template <int HD>
+__device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v,
+                                 const float* lse, const float* Dv, int B, int T_, int nH, int nKv, float scale) {
+    constexpr int BR = 32, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8, LS = BC + 8, LKT = BC + 8, LQT = BR + 8;
+    extern __shared__ __align__(16) unsigned short tsm[];
+    unsigned short* Ks = tsm;                 // [BC][LD]
+    unsigned short* Vs = Ks + BC * LD;        // [BC][LD]
+    unsigned short* KsT = Vs + BC * LD;       // [HD][LKT] K transposed
+    unsigned short* Qs = KsT + HD * LKT;      // [BR][LD]
+    unsigned short* dOs = Qs + BR * LD;       // [BR][LD]
+    unsigned short* QsT = dOs + BR * LD;      // [HD][LQT]
+    unsigned short* dOsT = QsT + HD * LQT;    // [HD][LQT]
+    unsigned short* dSs = dOsT + HD * LQT;    // [BR][LS]  dS (bf16 high part), query-major
+    unsigned short* dSl = dSs + BR * LS;      // [BR][LS]  dS − high part (bf16)
+    float* Ls = (float*)(dSl + BR * LS);      // [BR]
+    float* Ds = Ls + BR;                      // [BR]
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+    const int k0 = kt * BC, group = nH / nKv;
+    const long long qs = (long long)nH * HD, ks = (long long)nKv * HD;
+    const int kr0 = warp * 16 + g, kr1 = kr0 + 8;          // this thread's key rows within the tile
+
+    load_tile_bf16_t<HD>(Ks, LD, KsT, LKT, k, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
+    load_tile_bf16<HD>(Vs, LD, v, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
+
+    float dka[DN][4], dva[DN][4];
+#pragma unroll
+    for (int i = 0; i < DN; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) { dka[i][e] = 0.f; dva[i][e] = 0.f; }
+
+    const int nqt = (T_ + BR - 1) / BR;
+    for (int hh = 0; hh < group; hh++) {
+        const int h = kvh * group + hh;
+        for (int qt = k0 / BR; qt < nqt; qt++) {
+            const int q0 = qt * BR;
+            __syncthreads();
+            load_tile_bf16_t<HD>(Qs, LD, QsT, LQT, q, qs, (long long)h * HD, b, T_, q0, BR, TC_THREADS);
+            load_tile_bf16_t<HD>(dOs, LD, dOsT, LQT, dOut, qs, (long long)h * HD, b, T_, q0, BR, TC_THREADS);
+            for (int r = threadIdx.x; r < BR; r += TC_THREADS) {
+                const int tq = q0 + r;
+                Ls[r] = tq < T_ ? lse[((long long)b * nH + h) * T_ + tq] : 0.f;
+                Ds[r] = tq < T_ ? Dv[((long long)b * nH + h) * T_ + tq] : 0.f;
+            }
+            __syncthreads();
+
+            float st[BR / 8][4], dpt[BR / 8][4];
+#pragma unroll
+            for (int n = 0; n < BR / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) { st[n][e] = 0.f; dpt[n][e] = 0.f; }
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++) {
+                const int c = kk * 16 + 2 * t;
+                unsigned ka[4] = { lds32(Ks, LD, kr0, c), lds32(Ks, LD, kr1, c), lds32(Ks, LD, kr0, c + 8), lds32(Ks, LD, kr1, c + 8) };
+                unsigned va[4] = { lds32(Vs, LD, kr0, c), lds32(Vs, LD, kr1, c), lds32(Vs, LD, kr0, c + 8), lds32(Vs, LD, kr1, c + 8) };
+#pragma unroll
+                for (int n = 0; n < BR / 8; n++) {
+                    mma16816(st[n], ka, lds32(Qs, LD, n * 8 + g, c), lds32(Qs, LD, n * 8 + g, c + 8));
+                    mma16816(dpt[n], va, lds32(dOs, LD, n * 8 + g, c), lds32(dOs, LD, n * 8 + g, c + 8));
+                }
+            }
+            // Pᵀ and dSᵀ in place of st / dpt: element e is (key kr0 or kr1, query n·8 + 2t + (e&1))
+            const int kj0 = k0 + kr0, kj1 = k0 + kr1;
+#pragma unroll
+            for (int n = 0; n < BR / 8; n++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int ql = n * 8 + 2 * t + (e & 1), qi = q0 + ql, kj = (e < 2) ? kj0 : kj1;
+                    const bool ok = kj <= qi && qi < T_ && kj < T_;
+                    const float p = ok ? __expf(st[n][e] * scale - Ls[ql]) : 0.f;
+                    st[n][e] = p;
+                    dpt[n][e] = p * (dpt[n][e] - Ds[ql]);
+                }
+                // dS to shared memory, query-major, for dQ: high and low bf16 parts
+                {
+                    unsigned h01, l01, h23, l23;
+                    split2(dpt[n][0], dpt[n][1], h01, l01);
+                    split2(dpt[n][2], dpt[n][3], h23, l23);
+                    const int qa = (n * 8 + 2 * t) * LS, qb = qa + LS;
+                    dSs[qa + kr0] = (unsigned short)h01; dSs[qb + kr0] = (unsigned short)(h01 >> 16);
+                    dSs[qa + kr1] = (unsigned short)h23; dSs[qb + kr1] = (unsigned short)(h23 >> 16);
+                    dSl[qa + kr0] = (unsigned short)l01; dSl[qb + kr0] = (unsigned short)(l01 >> 16);
+                    dSl[qa + kr1] = (unsigned short)l23; dSl[qb + kr1] = (unsigned short)(l23 >> 16);
+                }
+            }
+            // dV += Pᵀ·dO, dK += dSᵀ·Q over this tile's queries, 16 at a time
+#pragma unroll
+            for (int kk = 0; kk < BR / 16; kk++) {
+                unsigned pa[4] = { pack2(st[2 * kk][0], st[2 * kk][1]), pack2(st[2 * kk][2], st[2 * kk][3]),
+                                   pack2(st[2 * kk + 1][0], st[2 * kk + 1][1]), pack2(st[2 * kk + 1][2], st[2 * kk + 1][3]) };
+                unsigned sa[4], sl[4];
+                split2(dpt[2 * kk][0], dpt[2 * kk][1], sa[0], sl[0]);
+                split2(dpt[2 * kk][2], dpt[2 * kk][3], sa[1], sl[1]);
+                split2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1], sa[2], sl[2]);
+                split2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3], sa[3], sl[3]);
+                const int qr = kk * 16 + 2 * t;
+#pragma unroll
+                for (int dn = 0; dn < DN; dn++) {
+                    const int c = dn * 8 + g;
+                    mma16816(dva[dn], pa, lds32(dOsT, LQT, c, qr), lds32(dOsT, LQT, c, qr + 8));
+                    const unsigned q0f = lds32(QsT, LQT, c, qr), q1f = lds32(QsT, LQT, c, qr + 8);
+                    mma16816(dka[dn], sa, q0f, q1f);
+                    mma16816(dka[dn], sl, q0f, q1f);
+                }
+            }
+            __syncthreads();                                   // dS complete
+
+            // dQ[BR, HD] += dS[BR, BC]·K[BC, HD]: warp w takes query rows (w&1)·16.. and half the dims
+            {
+                const int rb = (warp & 1) * 16, dn0 = (warp >> 1) * (DN / 2);
+                float dq[DN / 2][4];
+#pragma unroll
+                for (int i = 0; i < DN / 2; i++) { dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f; }
+#pragma unroll
+                for (int kk = 0; kk < BC / 16; kk++) {
+                    const int c = kk * 16 + 2 * t;
+                    unsigned da[4] = { lds32(dSs, LS, rb + g, c), lds32(dSs, LS, rb + g + 8, c), lds32(dSs, LS, rb + g, c + 8), lds32(dSs, LS, rb + g + 8, c + 8) };
+                    unsigned dl[4] = { lds32(dSl, LS, rb + g, c), lds32(dSl, LS, rb + g + 8, c), lds32(dSl, LS, rb + g, c + 8), lds32(dSl, LS, rb + g + 8, c + 8) };
+#pragma unroll
+                    for (int i = 0; i < DN / 2; i++) {
+                        const int col = (dn0 + i) * 8 + g;
+                        const unsigned k0f = lds32(KsT, LKT, col, c), k1f = lds32(KsT, LKT, col, c + 8);
+                        mma16816(dq[i], da, k0f, k1f);
+                        mma16816(dq[i], dl, k0f, k1f);
+                    }
+                }
+                const int qa0 = q0 + rb + g, qa1 = qa0 + 8;
+#pragma unroll
+                for (int i = 0; i < DN / 2; i++) {
+                    const int col = (dn0 + i) * 8 + 2 * t;
+                    if (qa0 < T_) {
+                        float* dst = dqAcc + ((long long)b * T_ + qa0) * qs + (long long)h * HD + col;
+                        atomicAdd(dst, dq[i][0] * scale); atomicAdd(dst + 1, dq[i][1] * scale);
+                    }
+                    if (qa1 < T_) {
+                        float* dst = dqAcc + ((long long)b * T_ + qa1) * qs + (long long)h * HD + col;
+                        atomicAdd(dst, dq[i][2] * scale); atomicAdd(dst + 1, dq[i][3] * scale);
+                    }
+                }
+            }
+        }
+    }
+    const int kj0 = k0 + kr0, kj1 = k0 + kr1;
+#pragma unroll
+    for (int dn = 0; dn < DN; dn++) {
+        const int col = dn * 8 + 2 * t;
+        if (kj0 < T_) {
+            const long long row = ((long long)b * T_ + kj0) * ks + (long long)kvh * HD + col;
+            *(unsigned*)(dk + row) = pack2(dka[dn][0] * scale, dka[dn][1] * scale);
+            *(unsigned*)(dv + row) = pack2(dva[dn][0], dva[dn][1]);
+        }
+        if (kj1 < T_) {
+            const long long row = ((long long)b * T_ + kj1) * ks + (long long)kvh * HD + col;
+            *(unsigned*)(dk + row) = pack2(dka[dn][2] * scale, dka[dn][3] * scale);
+            *(unsigned*)(dv + row) = pack2(dva[dn][2], dva[dn][3]);
+        }
+    }
+}
+
+#define ATT_TC(HD) \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc_hd##HD( \
+    bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_fwd_tc<HD>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_bwd_bf16_tc_hd##HD( \
+    float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, \
+    int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_bwd_tc<HD>(dqAcc, dk, dv, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, scale); }
+ATT_TC(16)
+ATT_TC(32)
+ATT_TC(64)
+ATT_TC(80)
+ATT_TC(96)
+ATT_TC(128)

@@ -1,0 +1,42 @@
+// Fused softmax cross-entropy over logits[N, V], forward and backward in one kernel (one block per row):
+// losses[n] = logsumexp(x_n) − x_n[target];  dLogits = gradScale·(softmax(x_n) − onehot(target)).
+// Rows whose target is negative are ignored (loss 0, gradient 0). dLogits may alias logits: each element
+// is read and then written by the same thread, and x[target] is read before any write.
+#include "common.cuh"
+
+template <typename T>
+__device__ void crossentropy_fwdbwd(float* losses, T* dLogits, const T* logits, const int* targets, int N, int V, float gradScale) {
+    int n = blockIdx.x;
+    const T* x = logits + (long long)n * V;
+    int t = targets[n];
+    if (t < 0) {
+        if (threadIdx.x == 0) losses[n] = 0.f;
+        if (dLogits) { T* d = dLogits + (long long)n * V; for (int c = threadIdx.x; c < V; c += blockDim.x) st(d, c, 0.f); }
+        return;
+    }
+    // online max/sum per thread, then combine across the block
+    float m = -ELDR_INF, s = 0.f;
+    for (int c = threadIdx.x; c < V; c += blockDim.x) {
+        float v = ld(x, c);
+        if (v > m) { s = s * __expf(m - v) + 1.f; m = v; } else s += __expf(v - m);
+    }
+    float M = block_max(m);
+    s = (m == -ELDR_INF) ? 0.f : s * __expf(m - M);
+    float S = block_sum(s);
+    float lse = M + logf(S);
+    float xt = t < V ? ld(x, t) : ELDR_NAN;    // every thread reads it before the barrier below
+    if (threadIdx.x == 0) losses[n] = lse - xt;
+    if (!dLogits) return;
+    __syncthreads();
+    T* d = dLogits + (long long)n * V;
+    for (int c = threadIdx.x; c < V; c += blockDim.x) {
+        float p = __expf(ld(x, c) - lse);
+        st(d, c, gradScale * (p - (c == t ? 1.f : 0.f)));
+    }
+}
+
+#define CE(S, T) \
+extern "C" __global__ void crossentropy_fwdbwd_##S(float* losses, T* dLogits, const T* logits, const int* targets, int N, int V, float gradScale) \
+{ crossentropy_fwdbwd<T>(losses, dLogits, logits, targets, N, V, gradScale); }
+CE(f32, float)
+CE(bf16, bf16)

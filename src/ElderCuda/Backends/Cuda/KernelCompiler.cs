@@ -1,0 +1,85 @@
+using System.Security.Cryptography;
+using System.Text;
+using ElderCuda.Backends.Cuda.Interop;
+
+namespace ElderCuda.Backends.Cuda;
+
+/// <summary>
+/// Turns a kernel family into a loadable image for one architecture, cheapest source first:
+/// 1. a precompiled native/&lt;family&gt;.sm_XY.cubin (CMakeLists.txt builds them with nvcc), used when its
+///    sidecar .sha256 matches the embedded source (or it has no sidecar);
+/// 2. the on-disk cache ($ELDR_KERNEL_CACHE or ~/.cache/eldr/kernels), keyed by SHA-256 of
+///    (source, headers, arch, NVRTC version, options);
+/// 3. NVRTC, whose full log is in the exception on a compile error.
+/// </summary>
+public static class KernelCompiler
+{
+    public static string CacheDir =>
+        Environment.GetEnvironmentVariable("ELDR_KERNEL_CACHE") is { Length: > 0 } d ? d
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "eldr", "kernels");
+
+    /// <summary>
+    /// NVRTC options for sm_XY. No fast-math: the fp32 mode is checked to 1e-4 against the CPU. No -lineinfo:
+    /// NVRTC 11.8 (Debian's, on CI) crashes compiling our sources for sm_90 with it.
+    /// </summary>
+    public static IReadOnlyList<string> Options(int arch) =>
+        [$"--gpu-architecture=sm_{arch}", "-default-device", "--std=c++17", "-DELDR_NVRTC=1"];
+
+    /// <summary>SHA-256 of a family's source with its headers, as the sidecar of a native image records it.</summary>
+    public static string SourceHash(string family)
+    {
+        var sb = new StringBuilder(KernelSources.Source(family));
+        foreach (var (_, text) in KernelSources.Headers) sb.Append(text);
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
+    }
+
+    /// <summary>Where precompiled images are looked for: $ELDR_NATIVE_DIR, then native/ beside the assembly.</summary>
+    public static IEnumerable<string> NativeDirs()
+    {
+        if (Environment.GetEnvironmentVariable("ELDR_NATIVE_DIR") is { Length: > 0 } d) yield return d;
+        yield return Path.Combine(AppContext.BaseDirectory, "native");
+    }
+
+    /// <summary>Compile with NVRTC, no device needed (what the CI compile check calls).</summary>
+    public static Nvrtc.Output CompileWithNvrtc(string family, int arch, bool wantCubin = true) =>
+        Nvrtc.Compile(KernelSources.Source(family), family + ".cu", KernelSources.Headers, Options(arch), wantCubin);
+
+    /// <summary>An image for cuModuleLoadData, and where it came from ("native", "cache", "nvrtc").</summary>
+    public static (byte[] image, string origin) GetImage(string family, int arch)
+    {
+        foreach (var dir in NativeDirs())
+        {
+            foreach (var ext in new[] { "cubin", "fatbin" })
+            {
+                var path = Path.Combine(dir, $"{family}.sm_{arch}.{ext}");
+                if (!File.Exists(path)) continue;
+                var side = path + ".sha256";
+                if (File.Exists(side) && File.ReadAllText(side).Trim().Split(' ')[0] != SourceHash(family)) continue; // stale
+                return (File.ReadAllBytes(path), "native:" + path);
+            }
+        }
+
+        var (maj, min) = Nvrtc.Version();
+        var opts = Options(arch);
+        var key = new StringBuilder();
+        key.Append(KernelSources.Source(family)).Append('\0');
+        foreach (var (n, t) in KernelSources.Headers) key.Append(n).Append('\0').Append(t).Append('\0');
+        key.Append("sm_").Append(arch).Append('\0').Append($"nvrtc {maj}.{min}").Append('\0').Append(string.Join(" ", opts));
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key.ToString())));
+        var cacheFile = Path.Combine(CacheDir, $"{family}.sm_{arch}.{hash[..24]}.cubin");
+        if (File.Exists(cacheFile)) return (File.ReadAllBytes(cacheFile), "cache:" + cacheFile);
+
+        var output = CompileWithNvrtc(family, arch, wantCubin: true);
+        var image = output.Cubin ?? output.Ptx;
+        try
+        {
+            Directory.CreateDirectory(CacheDir);
+            var tmp = cacheFile + "." + Environment.ProcessId + ".tmp";
+            File.WriteAllBytes(tmp, image);
+            File.Move(tmp, cacheFile, overwrite: true);
+        }
+        catch (IOException) { /* a read-only home is no reason to fail; we just recompile next time */ }
+        catch (UnauthorizedAccessException) { }
+        return (image, "nvrtc");
+    }
+}

@@ -1,0 +1,91 @@
+using ElderCuda.Tensors;
+
+namespace ElderCuda.Backends.Cuda;
+
+// kernels/attention.cu: tiled flash attention, forward and backward, lse saved. Two implementations:
+// fp32 CUDA-core tiles (any dtype, head dims up to 256; the F32 parity path) and, for BF16 with a head
+// dim in {16, 32, 64, 80, 96, 128}, tensor-core tiles (mma.sync bf16 → fp32), as FlashAttention-2.
+public sealed partial class CudaBackend
+{
+    /// <summary>
+    /// Use the tensor-core attention kernels in BF16 mode where they exist (default true; the
+    /// environment variable ELDR_ATTENTION=simt turns them off).
+    /// </summary>
+    public bool TensorCoreAttention { get; set; } = Environment.GetEnvironmentVariable("ELDR_ATTENTION") != "simt";
+
+    bool UseTc(DType d, int headDim) =>
+        TensorCoreAttention && d == DType.BF16 && Arch >= 80 && headDim is 16 or 32 or 64 or 80 or 96 or 128;
+
+    /// <summary>The compiled head-dim bound and tile sizes for a head dim.</summary>
+    static (int hdMax, int br, int bc) AttentionTiles(int headDim) => headDim switch
+    {
+        <= 64 => (64, 64, 64),
+        <= 128 => (128, 64, 64),
+        <= 256 => (256, 32, 32),
+        _ => throw new NotSupportedException($"attention kernels support head dims up to 256, not {headDim}"),
+    };
+
+    static void CheckAttention(Tensor q, Tensor k, Tensor v, int B, int T, int nHeads, int nKvHeads, int headDim)
+    {
+        if (nKvHeads <= 0 || nHeads % nKvHeads != 0) throw new ArgumentException($"attention: {nHeads} heads are not a multiple of {nKvHeads} kv heads");
+        if (q.Count != (long)B * T * nHeads * headDim) throw new ArgumentException($"attention: q {q} is not [{B}·{T}, {nHeads}·{headDim}]");
+        if (k.Count != (long)B * T * nKvHeads * headDim || v.Count != k.Count) throw new ArgumentException($"attention: k {k}/v {v} are not [{B}·{T}, {nKvHeads}·{headDim}]");
+    }
+
+    public void Attention(Tensor output, Tensor lse, Tensor q, Tensor k, Tensor v, int B, int T, int nHeads, int nKvHeads, int headDim, float scale)
+    {
+        CheckAttention(q, k, v, B, T, nHeads, nKvHeads, headDim);
+        NeedFloat(q, "Attention", "q"); Need(output, q.DType, "Attention", "output"); Need(lse, DType.F32, "Attention", "lse");
+        if (B == 0 || T == 0) return;
+        var temps = new List<Tensor>();
+        var kk = As(k, q.DType, temps); var vv = As(v, q.DType, temps);
+        if (UseTc(q.DType, headDim))
+        {
+            Launch("attention", $"attention_fwd_bf16_tc_hd{headDim}", ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), 0,
+                P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
+            Free(temps);
+            return;
+        }
+        var (hdMax, br, bc) = AttentionTiles(headDim);
+        uint smem = (uint)(((br + bc) * (headDim + 1) + br * (bc + 1)) * 4);
+        Launch("attention", $"attention_fwd_{Sfx(q.DType)}_hd{hdMax}", ((uint)((T + br - 1) / br), (uint)nHeads, (uint)B), (256, 1, 1), smem,
+            P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
+        Free(temps);
+    }
+
+    public void AttentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse,
+        int B, int T, int nHeads, int nKvHeads, int headDim, float scale)
+    {
+        CheckAttention(q, k, v, B, T, nHeads, nKvHeads, headDim);
+        NeedFloat(q, "AttentionBackward", "q");
+        var d = q.DType;
+        Need(dk, d, "AttentionBackward", "dk"); Need(dv, d, "AttentionBackward", "dv"); Need(lse, DType.F32, "AttentionBackward", "lse");
+        SameCount(dq, q, "AttentionBackward");
+        if (B == 0 || T == 0) return;
+        var temps = new List<Tensor>();
+        var kk = As(k, d, temps); var vv = As(v, d, temps); var g = As(dOut, d, temps); var o = As(output, d, temps);
+        var D = Temp(DType.F32, temps, B, nHeads, T);
+        long rows = (long)B * T * nHeads;
+        Launch("attention", $"attention_bwd_prep_{Sfx(d)}", ((uint)((rows * 32 + 255) / 256), 1, 1), (256, 1, 1), 0,
+            P(D), P(g), P(o), B, T, nHeads, headDim);
+        var dqAcc = dq.DType == DType.F32 ? dq : Temp(DType.F32, temps, dq.Shape);
+        Zero(dqAcc);
+        if (UseTc(d, headDim))
+        {
+            // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS hi/lo [32][72] (bf16); lse, D [32] (f32)
+            int ld = headDim + 8;
+            uint tsmem = (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 2 * 32 * 72) * 2 + 2 * 32 * 4);
+            Launch("attention", $"attention_bwd_bf16_tc_hd{headDim}", ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
+                P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+            if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
+            Free(temps);
+            return;
+        }
+        var (hdMax, br, bc) = AttentionTiles(headDim);
+        uint smem = (uint)(((2 * bc + 2 * br) * (headDim + 1) + 2 * br * (bc + 1) + 2 * br) * 4);
+        Launch("attention", $"attention_bwd_{Sfx(d)}_hd{hdMax}", ((uint)((T + bc - 1) / bc), (uint)nKvHeads, (uint)B), (256, 1, 1), smem,
+            P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+        if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
+        Free(temps);
+    }
+}

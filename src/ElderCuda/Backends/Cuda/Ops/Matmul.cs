@@ -1,0 +1,92 @@
+using ElderCuda.Backends.Cuda.Interop;
+using ElderCuda.Tensors;
+
+namespace ElderCuda.Backends.Cuda;
+
+// Linear layers through cublasGemmEx, fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32, so F32 mode is exact
+// fp32). cuBLAS is column-major: a row-major [R, C] matrix is a column-major [C, R] one with ld = C.
+//   out[N,O] = x[N,I]·W[O,I]ᵀ  ⇔  outᶜ[O,N] = (Wᶜ[I,O])ᵀ · xᶜ[I,N]      gemm(T, N, m=O, n=N, k=I)
+//   dx[N,I]  = dOut[N,O]·W    ⇔  dxᶜ[I,N]  = Wᶜ[I,O] · dOutᶜ[O,N]         gemm(N, N, m=I, n=N, k=O)
+//   dW[O,I] += dOutᵀ·x        ⇔  dWᶜ[I,O] += xᶜ[I,N] · (dOutᶜ[O,N])ᵀ     gemm(N, T, m=I, n=O, k=N)
+public sealed partial class CudaBackend
+{
+    static int CudaType(DType d) => d switch
+    {
+        DType.F32 => Cublas.CUDA_R_32F, DType.BF16 => Cublas.CUDA_R_16BF, DType.F16 => Cublas.CUDA_R_16F,
+        _ => throw new ArgumentException($"cuBLAS has no {d} matrices here"),
+    };
+
+    /// <summary>Input/output dtype pairs cublasGemmEx accepts with CUBLAS_COMPUTE_32F.</summary>
+    static bool GemmSupports(DType ab, DType c) => (ab, c) switch
+    {
+        (DType.F32, DType.F32) or (DType.BF16, DType.BF16) or (DType.BF16, DType.F32) or (DType.F16, DType.F16) or (DType.F16, DType.F32) => true,
+        _ => false,
+    };
+
+    /// <summary>Row-major C[M,Nc] (=, or += with beta = 1) = A·B with A, B given by their row-major transposition flags.</summary>
+    void Gemm(int transa, int transb, int m, int n, int k, Tensor A, int lda, Tensor B, int ldb, float beta, Tensor C, int ldc)
+    {
+        if (m == 0 || n == 0) return;
+        Enter();
+        if (k == 0)
+        {
+            if (beta == 0f) Zero(C);
+            return;
+        }
+        Cublas.GemmEx(_cublas, transa, transb, m, n, k, 1f, P(A), CudaType(A.DType), lda, P(B), CudaType(B.DType), ldb,
+            beta, P(C), CudaType(C.DType), ldc, Cublas.CUBLAS_COMPUTE_32F);
+    }
+
+    public void Matmul(Tensor output, Tensor x, Tensor w, Tensor? bias, bool accumulate = false)
+    {
+        int N = x.Rows, I = x.Cols, O = w.Rows;
+        if (w.Cols != I || output.Cols != O || output.Rows != N)
+            throw new ArgumentException($"matmul shapes: out {output} = x {x} · W {w}ᵀ");
+        var temps = new List<Tensor>();
+        var wt = As(w, x.DType, temps);
+        if (GemmSupports(x.DType, output.DType))
+        {
+            Gemm(Cublas.OP_T, Cublas.OP_N, O, N, I, wt, I, x, I, accumulate ? 1f : 0f, output, O);
+            if (bias is not null) BiasAdd(output, bias);
+        }
+        else
+        {
+            var tmp = Temp(DType.F32, temps, N, O);
+            if (accumulate) Cast(tmp, output);
+            Gemm(Cublas.OP_T, Cublas.OP_N, O, N, I, wt, I, x, I, accumulate ? 1f : 0f, tmp, O);
+            if (bias is not null) BiasAdd(tmp, bias);
+            Cast(output, tmp);
+        }
+        Free(temps);
+    }
+
+    public void MatmulBackward(Tensor? dx, Tensor? dw, Tensor? db, Tensor dOut, Tensor x, Tensor w, bool accumulateDx = false)
+    {
+        int N = dOut.Rows, O = dOut.Cols, I = w.Cols;
+        if (w.Rows != O || x.Cols != I || x.Rows != N)
+            throw new ArgumentException($"matmul backward shapes: dOut {dOut}, x {x}, W {w}");
+        var temps = new List<Tensor>();
+        var g = As(dOut, x.DType, temps);
+        if (dx is not null)
+        {
+            if (dx.Rows != N || dx.Cols != I) throw new ArgumentException($"dx {dx} does not match x {x}");
+            var wt = As(w, x.DType, temps);
+            if (GemmSupports(x.DType, dx.DType))
+                Gemm(Cublas.OP_N, Cublas.OP_N, I, N, O, wt, I, g, O, accumulateDx ? 1f : 0f, dx, I);
+            else
+            {
+                var tmp = Temp(DType.F32, temps, N, I);
+                Gemm(Cublas.OP_N, Cublas.OP_N, I, N, O, wt, I, g, O, 0f, tmp, I);
+                if (accumulateDx) Axpy(dx, 1f, tmp); else Cast(dx, tmp);
+            }
+        }
+        if (dw is not null)
+        {
+            Need(dw, DType.F32, "MatmulBackward", "dW");
+            if (dw.Rows != O || dw.Cols != I) throw new ArgumentException($"dW {dw} does not match W {w}");
+            Gemm(Cublas.OP_N, Cublas.OP_T, I, O, N, x, I, g, O, 1f, dw, I);
+        }
+        if (db is not null) BiasBackward(db, dOut);
+        Free(temps);
+    }
+}

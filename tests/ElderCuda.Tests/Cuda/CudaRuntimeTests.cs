@@ -1,0 +1,61 @@
+using ElderCuda.Backends.Cuda;
+using ElderCuda.Backends.Cuda.Interop;
+using ElderCuda.Tensors;
+
+namespace ElderCuda.Tests.Cuda;
+
+/// <summary>Errors, memory accounting and kernel loading of the CUDA backend.</summary>
+[Collection("cuda")]
+public class CudaRuntimeTests
+{
+    [Fact]
+    public void WithoutADriverTheErrorSuggestsTheCpu()
+    {
+        if (CudaBackend.IsAvailable(out _)) Assert.Skip("a CUDA driver and device are present");
+        var ex = Assert.ThrowsAny<CudaException>(() => new CudaBackend(DType.F32));
+        Assert.Contains("--device cpu", ex.Message);
+    }
+
+    [Fact]
+    public void OutOfMemorySaysHowMuchIsNeededAndFree()
+    {
+        var be = CudaFixture.Get(DType.F32);
+        var (free, total) = be.FreeAndTotalBytes();
+        Assert.True(free > 0 && total >= free);
+        // 2^36 floats = 256 GiB, more than any current GPU holds
+        var ex = Assert.Throws<CudaOutOfMemoryException>(() => be.Alloc(DType.F32, 1 << 30, 64));
+        Assert.Contains("needs 256.00 GiB", ex.Message);
+        Assert.Contains("free on " + be.DeviceName, ex.Message);
+    }
+
+    [Fact]
+    public void AllocatorReusesBlocksAndTracksPeak()
+    {
+        var be = CudaFixture.Get(DType.F32);
+        var a = be.Allocator;
+        long before = a.CurrentBytes;
+        a.ResetPeak();
+        var t1 = be.Alloc(DType.F32, 1000, 1000);                // 4 MB → one 4 MiB bucket
+        Assert.Equal(before + CudaAllocator.BucketSize(4_000_000), a.CurrentBytes);
+        t1.Dispose();
+        Assert.Equal(before, a.CurrentBytes);
+        long hits = a.CacheHits;
+        var t2 = be.Alloc(DType.F32, 999, 1001);                 // same bucket: served from the cache
+        Assert.Equal(hits + 1, a.CacheHits);
+        Assert.True(a.PeakBytes >= before + CudaAllocator.BucketSize(4_000_000));
+        t2.Dispose();
+        a.Trim();
+        Assert.Equal(0, a.CachedBytes);
+        Assert.Throws<ObjectDisposedException>(() => ((CudaTensor)t2).Ptr);
+    }
+
+    [Fact]
+    public void KernelsComeFromCacheOrNvrtcAndMissingNamesAreNamed()
+    {
+        var be = CudaFixture.Get(DType.F32);
+        var ex = Assert.Throws<CudaException>(() => be.Launch("act", "no_such_kernel", (1, 1, 1), (32, 1, 1), 0));
+        Assert.Contains("no_such_kernel", ex.Message);
+        Assert.Contains("CUDA_ERROR_NOT_FOUND", ex.Message);
+        Assert.True(be.KernelOrigins.ContainsKey("act"));
+    }
+}
