@@ -12,11 +12,11 @@ namespace Eldr.Cli;
 
 public static partial class Cli
 {
-    internal static readonly Option<string> DeviceOption = new("--device")
+    internal static readonly Option<string> DeviceOption = new Option<string>("--device")
     {
         Description = "auto (GPU when present), cpu or cuda",
         DefaultValueFactory = _ => "auto",
-    };
+    }.AcceptOnlyFromAmong("auto", "cpu", "cuda");
     internal static readonly Option<bool> Fp32Option = new("--fp32") { Description = "CUDA: compute in float32 (parity mode) instead of bf16" };
 
     public static int Run(string[] args)
@@ -108,15 +108,20 @@ public static partial class Cli
         var maxW = new Option<int?>("--max-windows") { Description = "evaluate only the first N windows" };
         var batch = new Option<int?>("--batch") { Description = "windows per forward pass (default: 1 on CPU, 8 on CUDA)" };
         var json = new Option<bool>("--json") { Description = "print the result as JSON" };
-        var cmd = new Command("ppl", "perplexity over non-overlapping windows (DESIGN.md §6)") { dir, data, seq, maxW, batch, json, DeviceOption, Fp32Option };
+        var profile = new Option<bool>("--profile") { Description = "print time per op (synchronises after every op)" };
+        var cmd = new Command("ppl", "perplexity over non-overlapping windows (DESIGN.md §6)") { dir, data, seq, maxW, batch, json, profile, DeviceOption, Fp32Option };
         cmd.SetAction(pr => Guard(() =>
         {
             var path = pr.GetValue(dir)!;
             var file = pr.GetValue(data)!;
             if (!File.Exists(file)) throw new FileNotFoundException($"{file}: no such data file");
             var tok = TokenizerLoader.Load(path);
+            var swTok = System.Diagnostics.Stopwatch.StartNew();
             var ids = tok.Encode(File.ReadAllText(file));
-            using var be = OpenBackend(pr);
+            Console.Error.WriteLine($"tokenized {ids.Length} tokens in {swTok.Elapsed.TotalSeconds:F2} s");
+            IBackend be = OpenBackend(pr);
+            if (pr.GetValue(profile)) be = new ProfilingBackend(be);
+            using var _be = be;
             using var model = CausalLM.Load(path, be);
             int T = pr.GetValue(seq) ?? DefaultSeqLen(model.Config);
             int b = pr.GetValue(batch) ?? (be.Name == "cpu" ? 1 : 8);
@@ -127,6 +132,8 @@ public static partial class Cli
                 Console.WriteLine(JsonSerializer.Serialize(new { ppl = r.Perplexity, nll = r.TotalNll, predicted = r.Predicted, windows = r.Windows, seqlen = r.SeqLen, tokens = ids.Length, seconds = sw.Elapsed.TotalSeconds, backend = be.Name }));
             else
                 Console.WriteLine($"ppl {r.Perplexity:F4}  ({r.Windows} windows × {r.SeqLen}, {r.Predicted} predicted tokens, {sw.Elapsed.TotalSeconds:F1} s on {be.Name})");
+            if (be is ProfilingBackend pb)
+                foreach (var (op, sec, calls) in pb.Report()) Console.Error.WriteLine($"  {op,-14} {sec,8:F3} s  {calls,7} calls");
             return 0;
         }));
         return cmd;

@@ -1,4 +1,6 @@
 using ElderCuda.Backends.Cpu;
+using ElderCuda.Backends.Cuda;
+using ElderCuda.Tensors;
 
 namespace ElderCuda.Backends;
 
@@ -12,15 +14,13 @@ public static class BackendFactory
         switch (device)
         {
             case "cpu": return new CpuBackend();
-            case "cuda": return CreateCuda(fp32, required: true)!;
-            case "auto": return CreateCuda(fp32, required: false) ?? new CpuBackend();
+            case "cuda":
+                if (!CudaBackend.IsAvailable(out var why))
+                    throw new PlatformNotSupportedException($"no usable CUDA device: {why}");
+                return new CudaBackend(fp32 ? DType.F32 : DType.BF16);
+            case "auto":
+                return CudaBackend.IsAvailable(out _) ? new CudaBackend(fp32 ? DType.F32 : DType.BF16) : new CpuBackend();
             default: throw new ArgumentException($"unknown device '{device}' (auto, cpu, cuda)");
         }
-    }
-
-    static IBackend? CreateCuda(bool fp32, bool required)
-    {
-        if (required) throw new PlatformNotSupportedException("this build has no CUDA backend; use --device cpu");
-        return null;
     }
 }

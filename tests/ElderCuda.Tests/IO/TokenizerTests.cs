@@ -128,6 +128,46 @@ public class TokenizerByteLevelTests
         Assert.Equal([.. tok.Encode("x"), .. tok.Encode("\n"), .. tok.Encode("\n"), .. tok.Encode("y")], tok.Encode("x\n\ny"));
     }
 
+    [Theory]
+    // Llama-3 / Qwen2 layout: a Split pre-tokenizer with the regex, then ByteLevel without its own regex.
+    // With the GPT-2 pattern this is the same tokenizer, so the HF reference ids must still come out.
+    [InlineData("""{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":false}]}""", false)]
+    [InlineData("""{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}""", true)]
+    public void SplitRegexLayoutAndIgnoreMergesGiveTheReferenceIds(string preTokenizer, bool ignoreMerges)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TokenizerRepo.Llama12L, "tokenizer.json")))!;
+        json["pre_tokenizer"] = System.Text.Json.Nodes.JsonNode.Parse(preTokenizer);
+        json["model"]!["ignore_merges"] = ignoreMerges;
+        string dir = Directory.CreateTempSubdirectory("tok-split").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "tokenizer.json"), json.ToJsonString());
+            var tok = TokenizerLoader.Load(dir);
+            var expected = TokenizerRepo.Ints(TokenizerRepo.Reference(TokenizerRepo.Llama12L).GetProperty("wikitext2_first_64_ids"));
+            string head = File.ReadAllText(TokenizerRepo.PathOf("tests", "ElderCuda.Tests", "fixtures", "wiki.test.head8k.raw"));
+            var ids = tok.Encode(head);
+            Assert.Equal(expected, ids.Take(64).ToArray());
+            Assert.Equal(head, tok.Decode(ids));
+            Assert.Equal(Tok.Value.Encode(head), ids);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void LongWordMergerGivesTheReferenceIds()
+    {
+        // words over 256 chars bypass ML.Tokenizers' O(n²) merge; sending every word that way must change nothing
+        var tok = (ByteLevelBpeTokenizer)TokenizerLoader.Load(TokenizerRepo.Llama12L);
+        tok.LongWord = 0;
+        var expected = TokenizerRepo.Ints(TokenizerRepo.Reference(TokenizerRepo.Llama12L).GetProperty("wikitext2_first_64_ids"));
+        string head = File.ReadAllText(TokenizerRepo.PathOf("tests", "ElderCuda.Tests", "fixtures", "wiki.test.head8k.raw"));
+        Assert.Equal(expected, tok.Encode(head).Take(64).ToArray());
+        string heldout = File.ReadAllText(TokenizerRepo.PathOf("data", "corpus-heldout.txt"))[..200_000];
+        Assert.Equal(Tok.Value.Encode(heldout), tok.Encode(heldout));
+        string dashes = new('-', 5000);
+        Assert.Equal(dashes, Tok.Value.Decode(Tok.Value.Encode(dashes)));
+    }
+
     [Fact]
     public void VocabJsonAndMergesTxtGiveTheSameTokenizer()
     {
@@ -223,6 +263,9 @@ public class TokenizerErrorTests
     [InlineData("{\"version\": \"1.0\"}")]                                  // no model
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}")] // bad merge
     [InlineData("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}")]
+    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}")] // merge result not in vocab
+    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"zero\"}, \"merges\": []}}")]               // id not a number
+    [InlineData("{\"added_tokens\": [{\"content\": \"x\"}], \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}")] // added token without id
     public void CorruptTokenizerJsonIsAClearError(string json)
     {
         string dir = Directory.CreateTempSubdirectory("tok-bad").FullName;
@@ -246,5 +289,24 @@ public class TokenizerErrorTests
             Assert.Contains("tokenizer.model", e.Message);
         }
         finally { Directory.Delete(dir, true); }
+    }
+}
+
+public class TokenizerConcurrencyTests
+{
+    [Theory]
+    [InlineData("models/llama-12L")]
+    [InlineData("tests/ElderCuda.Tests/fixtures/sentencepiece-bpe")]
+    public void ParallelEncodingGivesTheSameIdsAsSequential(string dir)
+    {
+        // perplexity evaluation may tokenize several files at once with one tokenizer
+        var tok = TokenizerLoader.Load(TokenizerRepo.PathOf(dir.Split('/')));
+        string text = File.ReadAllText(TokenizerRepo.PathOf("data", "corpus-heldout.txt"));
+        var chunks = Enumerable.Range(0, 16).Select(i => text.Substring(i * 20_000, 20_000)).ToArray();
+        var sequential = chunks.Select(tok.Encode).ToArray();
+        var fresh = TokenizerLoader.Load(TokenizerRepo.PathOf(dir.Split('/')));
+        var parallel = new int[chunks.Length][];
+        Parallel.For(0, chunks.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i => parallel[i] = fresh.Encode(chunks[i]));
+        for (int i = 0; i < chunks.Length; i++) Assert.Equal(sequential[i], parallel[i]);
     }
 }

@@ -96,21 +96,40 @@ public sealed partial class CpuBackend : IBackend
     }
 
     // ---- linear -----------------------------------------------------------------------------------
-    public void Matmul(Tensor output, Tensor x, Tensor w, Tensor? bias, bool accumulate = false)
+    public unsafe void Matmul(Tensor output, Tensor x, Tensor w, Tensor? bias, bool accumulate = false)
     {
         var o = F(output); var xs = F(x); var ws = F(w); var b = bias is null ? null : F(bias);
         int N = x.Rows, In = x.Cols, Out = w.Rows;
         if (w.Cols != In || output.Cols != Out || output.Rows != N)
             throw new ArgumentException($"matmul shapes: out {output} = x {x} · W {w}ᵀ");
-        Parallel.For(0, N, n =>
+        // blocks of 4 rows × 64 outputs keep a slab of W in L1 while 4 rows of x stream through it
+        int rowBlocks = (N + 3) / 4, colBlocks = (Out + 63) / 64;
+        Parallel.For(0, rowBlocks * colBlocks, blk =>
         {
-            var xr = new ReadOnlySpan<float>(xs, n * In, In);
-            var orow = o.AsSpan(n * Out, Out);
-            for (int j = 0; j < Out; j++)
+            int n0 = blk / colBlocks * 4, j0 = blk % colBlocks * 64, j1 = Math.Min(Out, j0 + 64);
+            fixed (float* xp = xs, wp = ws, op = o)
             {
-                float v = TensorPrimitives.Dot(xr, new ReadOnlySpan<float>(ws, j * In, In));
-                if (b is not null) v += b[j];
-                orow[j] = accumulate ? orow[j] + v : v;
+                if (n0 + 4 <= N)
+                {
+                    float* x0 = xp + (long)n0 * In, x1 = x0 + In, x2 = x1 + In, x3 = x2 + In;
+                    for (int j = j0; j < j1; j++)
+                    {
+                        CpuKernels.Dot4(x0, x1, x2, x3, wp + (long)j * In, In, out var s0, out var s1, out var s2, out var s3);
+                        float bj = b is null ? 0f : b[j];
+                        float* oc = op + (long)n0 * Out + j;
+                        if (accumulate) { oc[0] += s0 + bj; oc[Out] += s1 + bj; oc[2 * Out] += s2 + bj; oc[3 * Out] += s3 + bj; }
+                        else { oc[0] = s0 + bj; oc[Out] = s1 + bj; oc[2 * Out] = s2 + bj; oc[3 * Out] = s3 + bj; }
+                    }
+                }
+                else
+                {
+                    for (int n = n0; n < N; n++)
+                        for (int j = j0; j < j1; j++)
+                        {
+                            float v = CpuKernels.Dot(xp + (long)n * In, wp + (long)j * In, In) + (b is null ? 0f : b[j]);
+                            op[(long)n * Out + j] = accumulate ? op[(long)n * Out + j] + v : v;
+                        }
+                }
             }
         });
     }

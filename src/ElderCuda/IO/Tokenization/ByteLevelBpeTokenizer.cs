@@ -5,9 +5,11 @@ namespace ElderCuda.IO.Tokenization;
 
 /// <summary>
 /// Byte-level BPE (GPT-2, OPT, Phi, Llama-3, Qwen2 and the bundled models). Added tokens are split off first
-/// (<see cref="AddedTokenSplitter"/>), each remaining stretch is pre-tokenized and BPE-merged by Microsoft.ML.Tokenizers'
-/// <see cref="BpeTokenizer"/> in byte-level mode, and decoding is done here so that it matches HF's ByteLevel decoder
+/// (<see cref="AddedTokenSplitter"/>), each remaining stretch is pre-tokenized here (<see cref="Gpt2PreTokenizer"/> or a
+/// Split regex) and each word BPE-merged by Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/> in byte-level mode
+/// (long words by <see cref="BpeMergeTable"/>). Decoding is done here so that it matches HF's ByteLevel decoder
 /// exactly (bytes joined across tokens, then UTF-8 decoded with U+FFFD for invalid sequences).
+/// Thread-safe for concurrent Encode/Decode once built.
 /// </summary>
 internal sealed class ByteLevelBpeTokenizer : ITextTokenizer
 {
@@ -20,6 +22,9 @@ internal sealed class ByteLevelBpeTokenizer : ITextTokenizer
     private readonly PreTokenizer _preTokenizer;
     private readonly bool _ignoreMerges;
     private readonly IReadOnlyDictionary<string, int> _vocab;
+    private readonly BpeMergeTable _merges;
+    /// <summary>Words longer than this (chars) are merged by <see cref="BpeMergeTable"/>; settable so tests can send every word there.</summary>
+    internal int LongWord { get; set; } = 256;
     private static readonly char[] ByteToChar = BuildByteToChar();
     private static readonly Dictionary<char, byte> CharToByte = BuildCharToByte();
 
@@ -27,7 +32,7 @@ internal sealed class ByteLevelBpeTokenizer : ITextTokenizer
     public int? BosId { get; internal set; }
     public int? EosId { get; internal set; }
 
-    public ByteLevelBpeTokenizer(IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string A, string B)> merges,
+    public ByteLevelBpeTokenizer(string source, IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string A, string B)> merges,
         IReadOnlyList<AddedToken> addedTokens, PreTokenizer preTokenizer, bool addPrefixSpace, Func<string, string>? normalize,
         bool ignoreMerges)
     {
@@ -46,6 +51,7 @@ internal sealed class ByteLevelBpeTokenizer : ITextTokenizer
         _preTokenizer = preTokenizer;
         _ignoreMerges = ignoreMerges;
         _vocab = vocab;
+        _merges = new BpeMergeTable(source, vocab, merges);
 
         int max = -1;
         foreach (var id in vocab.Values) max = Math.Max(max, id);
@@ -66,27 +72,36 @@ internal sealed class ByteLevelBpeTokenizer : ITextTokenizer
                 if (_normalize is not null) piece = _normalize(piece);
                 // HF ByteLevel(add_prefix_space) prepends a space unless the piece already starts with one
                 if (_addPrefixSpace && !piece.StartsWith(' ')) piece = " " + piece;
-                if (!_ignoreMerges) ids.AddRange(_bpe.EncodeToIds(piece, considerPreTokenization: true, considerNormalization: false));
-                else EncodeIgnoringMerges(piece, ids);
+                EncodeWords(piece, ids);
             },
             t => ids.Add(t.Id));
         return ids.ToArray();
     }
 
     /// <summary>
-    /// HF BPE with ignore_merges (Llama-3): a pre-token that is a whole vocabulary entry is taken as is, without merging.
-    /// Microsoft.ML.Tokenizers' BPE has no such switch, so that check is done here.
+    /// Pre-tokenizes and BPE-encodes each word. Microsoft.ML.Tokenizers merges a word in O(n²) (200 000 "-" take
+    /// seconds), so words longer than <see cref="LongWord"/> chars go through <see cref="BpeMergeTable"/> instead;
+    /// and HF's ignore_merges (Llama-3: a word that is a whole vocabulary entry is taken as is) has no ML switch.
     /// </summary>
-    private void EncodeIgnoringMerges(string piece, List<int> ids)
+    private void EncodeWords(string piece, List<int> ids)
     {
         foreach (var (offset, length) in _preTokenizer.PreTokenize(piece))
         {
-            string word = piece.Substring(offset, length);
-            var bytes = Encoding.UTF8.GetBytes(word);
+            var word = piece.AsSpan(offset, length);
+            if (!_ignoreMerges && length <= LongWord)
+            {
+                ids.AddRange(_bpe.EncodeToIds(word, considerPreTokenization: false, considerNormalization: false));
+                continue;
+            }
+            var bytes = Encoding.UTF8.GetBytes(word.ToArray());
             var mapped = new char[bytes.Length];
             for (int k = 0; k < bytes.Length; k++) mapped[k] = ByteToChar[bytes[k]];
-            if (_vocab.TryGetValue(new string(mapped), out int id)) ids.Add(id);
-            else ids.AddRange(_bpe.EncodeToIds(word, considerPreTokenization: false, considerNormalization: false));
+            if (_ignoreMerges && _vocab.TryGetValue(new string(mapped), out int whole)) { ids.Add(whole); continue; }
+            if (length <= LongWord) { ids.AddRange(_bpe.EncodeToIds(word, considerPreTokenization: false, considerNormalization: false)); continue; }
+            var symbols = new List<int>(mapped.Length);
+            foreach (char c in mapped)
+                if (_vocab.TryGetValue(c.ToString(), out int id)) symbols.Add(id); // a byte missing from the vocabulary is dropped, as HF does without unk
+            _merges.Apply(symbols, ids);
         }
     }
 

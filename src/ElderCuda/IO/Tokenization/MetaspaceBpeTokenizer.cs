@@ -14,7 +14,7 @@ internal sealed class MetaspaceBpeTokenizer : ITextTokenizer
     private const char Meta = '\u2581';
     private readonly Dictionary<string, int> _vocab;
     private readonly string?[] _idToToken;
-    private readonly Dictionary<long, (int Rank, int NewId)> _merges = new();
+    private readonly BpeMergeTable _merges;
     private readonly AddedTokenSplitter _splitter;
     private readonly Dictionary<string, int> _added = new(StringComparer.Ordinal);
     private readonly List<Func<string, bool, string>> _normalizers = [];   // (text, isFirstSegment) -> text
@@ -25,7 +25,8 @@ internal sealed class MetaspaceBpeTokenizer : ITextTokenizer
     private readonly bool _ignoreMerges;
     private readonly int[] _byteIds = new int[256];
     private readonly List<Func<List<string>, List<string>>> _decoders = [];
-    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal); // Encode may run on several threads
+    private int _cacheSize; // ConcurrentDictionary.Count takes every lock
 
     public int VocabSize { get; }
     public int? BosId { get; internal set; }
@@ -41,13 +42,7 @@ internal sealed class MetaspaceBpeTokenizer : ITextTokenizer
         _splitOnMeta = splitOnMeta;
         _unkId = unk is not null && vocab.TryGetValue(unk, out int u) ? u : null;
         for (int b = 0; b < 256; b++) _byteIds[b] = vocab.TryGetValue($"<0x{b:X2}>", out int id) ? id : -1;
-        for (int r = 0; r < merges.Count; r++)
-        {
-            var (a, b) = merges[r];
-            if (!vocab.TryGetValue(a, out int ia) || !vocab.TryGetValue(b, out int ib) || !vocab.TryGetValue(a + b, out int ic))
-                throw new TokenizerException($"'{path}': merge '{a} {b}' uses a token that is not in the vocabulary.");
-            _merges.TryAdd(Key(ia, ib), (r, ic));
-        }
+        _merges = new BpeMergeTable(path, vocab, merges);
         _splitter = new AddedTokenSplitter(added);
         foreach (var t in added) _added[t.Content] = t.Id;
         int max = -1;
@@ -58,8 +53,6 @@ internal sealed class MetaspaceBpeTokenizer : ITextTokenizer
         foreach (var (tok, id) in vocab) _idToToken[id] = tok;
         foreach (var t in added) _idToToken[t.Id] = t.Content;
     }
-
-    private static long Key(int a, int b) => ((long)a << 32) | (uint)b;
 
     public static MetaspaceBpeTokenizer FromJson(string path, Dictionary<string, int> vocab, List<(string, string)> merges,
         List<AddedToken> added, JsonElement? norm, JsonElement? pre, JsonElement? dec, bool byteFallback, string? unk, bool fuseUnk, bool ignoreMerges)
@@ -206,12 +199,12 @@ internal sealed class MetaspaceBpeTokenizer : ITextTokenizer
             var tmp = new List<int>();
             EncodeWord(word, tmp);
             r = tmp.ToArray();
-            if (_cache.Count < 100_000) _cache[word] = r;
+            if (Volatile.Read(ref _cacheSize) < 100_000 && _cache.TryAdd(word, r)) Interlocked.Increment(ref _cacheSize);
         }
         ids.AddRange(r);
     }
 
-    /// <summary>BPE over one word: the pair with the lowest merge rank goes first, the leftmost on ties (as HF's BPE).</summary>
+    /// <summary>BPE over one word (see <see cref="BpeMergeTable"/>), after the byte fallback of characters outside the vocabulary.</summary>
     private void EncodeWord(string word, List<int> output)
     {
         if (word.Length == 0) return;
@@ -238,35 +231,7 @@ internal sealed class MetaspaceBpeTokenizer : ITextTokenizer
                 sym.Add(unk);
             }
         }
-        int count = sym.Count;
-        var ids = sym.ToArray();
-        var next = new int[count];
-        var prev = new int[count];
-        for (int i = 0; i < count; i++) { next[i] = i + 1; prev[i] = i - 1; }
-        var alive = new bool[count];
-        Array.Fill(alive, true);
-        var heap = new PriorityQueue<(int Left, int LeftId, int RightId), (int Rank, int Pos)>();
-        void Push(int left)
-        {
-            int right = next[left];
-            if (right >= count) return;
-            if (_merges.TryGetValue(Key(ids[left], ids[right]), out var m)) heap.Enqueue((left, ids[left], ids[right]), (m.Rank, left));
-        }
-        for (int i = 0; i + 1 < count; i++) Push(i);
-        while (heap.TryDequeue(out var e, out _))
-        {
-            int l = e.Left;
-            if (!alive[l] || ids[l] != e.LeftId) continue;
-            int r = next[l];
-            if (r >= count || ids[r] != e.RightId) continue;
-            ids[l] = _merges[Key(e.LeftId, e.RightId)].NewId;
-            alive[r] = false;
-            next[l] = next[r];
-            if (next[r] < count) prev[next[r]] = l;
-            if (prev[l] >= 0) Push(prev[l]);
-            Push(l);
-        }
-        for (int i = 0; i < count; i = next[i]) output.Add(ids[i]);
+        _merges.Apply(sym, output);
     }
 
     public string Decode(IReadOnlyList<int> ids)

@@ -17,7 +17,8 @@ internal sealed class SentencePieceModelTokenizer : ITextTokenizer
     private readonly Dictionary<string, int> _specialByText = new(StringComparer.Ordinal);
     private readonly string?[] _idToPiece;
     private readonly bool _chunked;
-    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal); // Encode may run on several threads
+    private int _cacheSize; // ConcurrentDictionary.Count takes every lock
 
     public int VocabSize { get; }
     public int? BosId { get; internal set; }
@@ -82,7 +83,7 @@ internal sealed class SentencePieceModelTokenizer : ITextTokenizer
             {
                 wordIds = _sp.EncodeToIds(word, addBeginningOfSentence: false, addEndOfSentence: false,
                     considerPreTokenization: false, considerNormalization: false).ToArray();
-                if (_cache.Count < 200_000) _cache[word] = wordIds;
+                if (Volatile.Read(ref _cacheSize) < 200_000 && _cache.TryAdd(word, wordIds)) Interlocked.Increment(ref _cacheSize);
             }
             ids.AddRange(wordIds);
             w = k;

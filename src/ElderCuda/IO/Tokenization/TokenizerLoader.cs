@@ -56,9 +56,8 @@ public static class TokenizerLoader
         try { return load(); }
         catch (TokenizerException) { throw; }
         catch (JsonException e) { throw new TokenizerException($"'{file}' is not valid JSON: {e.Message}", e); }
-        catch (Exception e) when (e is InvalidOperationException or KeyNotFoundException or ArgumentException
-                                      or FormatException or IOException or InvalidDataException or IndexOutOfRangeException
-                                      or Google.Protobuf.InvalidProtocolBufferException)
+        // anything else a malformed file makes the parsers throw (missing fields, wrong JSON kinds, bad protobuf)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
             throw new TokenizerException($"Cannot read tokenizer '{file}': {e.Message}", e);
         }
@@ -154,7 +153,7 @@ internal static class TokenizerJson
         {
             if (byteFallback) throw new TokenizerException($"'{path}': byte_fallback with a ByteLevel pre-tokenizer is not supported.");
             var (preTok, prefixSpace) = ByteLevelPreTokenizer(path, pre);
-            return new ByteLevelBpeTokenizer(vocab, merges, added, preTok, prefixSpace, ByteLevelNormalizer(path, norm), ignoreMerges);
+            return new ByteLevelBpeTokenizer(path, vocab, merges, added, preTok, prefixSpace, ByteLevelNormalizer(path, norm), ignoreMerges);
         }
         if (Mentions(pre, "Metaspace") || Mentions(norm, "Prepend") || Mentions(norm, "Replace") || byteFallback)
             return MetaspaceBpeTokenizer.FromJson(path, vocab, merges, added, norm, pre, dec, byteFallback,
@@ -177,7 +176,7 @@ internal static class TokenizerJson
         }
         // a slow GPT-2 tokenizer reads "<|endoftext|>" in text as the special token
         var added = vocab.TryGetValue("<|endoftext|>", out int eot) ? new List<AddedToken> { new(eot, "<|endoftext|>", true) } : [];
-        return new ByteLevelBpeTokenizer(vocab, merges, added, Gpt2PreTokenizer.Instance, false, null, false);
+        return new ByteLevelBpeTokenizer(mergesPath, vocab, merges, added, Gpt2PreTokenizer.Instance, false, null, false);
     }
 
     private static (PreTokenizer, bool AddPrefixSpace) ByteLevelPreTokenizer(string path, JsonElement? pre)

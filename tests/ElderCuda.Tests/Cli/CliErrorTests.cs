@@ -1,0 +1,64 @@
+namespace ElderCuda.Tests.Cli;
+
+/// <summary>Bad input gets one clear line naming the problem, a non-zero exit, and no stack trace.</summary>
+public class CliErrorTests
+{
+    static void AssertCleanFailure(EldrProcess.Result r, params string[] mustMention)
+    {
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.DoesNotContain("   at ", r.Stderr);          // no .NET stack trace
+        Assert.DoesNotContain("Unhandled exception", r.Stderr);
+        foreach (var m in mustMention) Assert.Contains(m, r.Stderr, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void TruncatedCheckpointIsAClearError()
+    {
+        var dir = EldrProcess.CopyModel(TestPaths.HfTiny("llama-gqa"));
+        var st = Path.Combine(dir, "model.safetensors");
+        var bytes = File.ReadAllBytes(st);
+        File.WriteAllBytes(st, bytes[..(bytes.Length / 2)]);
+        var r = EldrProcess.Run("generate", dir, "--prompt", "x", "--device", "cpu");
+        // a tiny fixture has no tokenizer: corrupt the weights of a model that has one instead
+        var dir2 = EldrProcess.CopyModel(TestPaths.BundledModel);
+        var st2 = Path.Combine(dir2, "model.safetensors");
+        var b2 = File.ReadAllBytes(st2);
+        File.WriteAllBytes(st2, b2[..(b2.Length - 1000)]);
+        var r2 = EldrProcess.Run("generate", dir2, "--prompt", "It is", "--device", "cpu");
+        AssertCleanFailure(r2, "model.safetensors");
+        var r3 = EldrProcess.Run("info", dir2);
+        AssertCleanFailure(r3, "model.safetensors");
+    }
+
+    [Fact]
+    public void GarbageHeaderIsAClearError()
+    {
+        var dir = EldrProcess.CopyModel(TestPaths.BundledModel);
+        var st = Path.Combine(dir, "model.safetensors");
+        var bytes = File.ReadAllBytes(st);
+        for (int i = 8; i < 64; i++) bytes[i] = (byte)'#';
+        File.WriteAllBytes(st, bytes);
+        AssertCleanFailure(EldrProcess.Run("info", dir), "model.safetensors");
+    }
+
+    [Fact]
+    public void UnknownArchitectureListsTheSupportedOnes()
+    {
+        var dir = EldrProcess.CopyModel(TestPaths.HfTiny("llama-gqa"));
+        var cfg = Path.Combine(dir, "config.json");
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("LlamaForCausalLM", "MambaForCausalLM"));
+        var r = EldrProcess.Run("info", dir);
+        AssertCleanFailure(r, "MambaForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "OPTForCausalLM", "PhiForCausalLM");
+    }
+
+    [Fact]
+    public void MissingFolderAndBadFlagFail()
+    {
+        AssertCleanFailure(EldrProcess.Run("info", "/nonexistent/model"), "/nonexistent/model");
+        var r = EldrProcess.Run("ppl", TestPaths.BundledModel, "--data", "x.txt", "--no-such-flag");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("--no-such-flag", r.Stderr + r.Stdout);
+        AssertCleanFailure(EldrProcess.Run("ppl", TestPaths.BundledModel, "--data", "/nonexistent.txt", "--device", "cpu"), "/nonexistent.txt");
+        AssertCleanFailure(EldrProcess.Run("ppl", TestPaths.BundledModel, "--data", "/nonexistent.txt", "--device", "tpu"), "tpu");
+    }
+}
