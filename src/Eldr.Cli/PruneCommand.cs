@@ -169,6 +169,24 @@ public static class PruneCommand
                 ["train_starts"] = cal.TrainStarts, ["heldback_starts"] = cal.HeldBackStarts,
             };
             report.TimingsSeconds["load"] = tLoad;
+            if (ckpt is not null)
+            {
+                // a resumed run must be the same run: same settings (except the run-control flags), same calibration windows
+                var fingerprint = new System.Text.Json.Nodes.JsonObject
+                {
+                    ["settings"] = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(
+                        report.Settings.Where(kv => kv.Key is not ("resume" or "force" or "out" or "no-plots")).ToDictionary(), PruneReport.Json)),
+                    ["train_starts"] = string.Join(",", cal.TrainStarts), ["heldback_starts"] = string.Join(",", cal.HeldBackStarts),
+                };
+                var st = ckpt.TryLoad();
+                if (st is { } prev)
+                {
+                    if (prev.Meta["run"]?.ToJsonString() != fingerprint.ToJsonString())
+                        throw new ArgumentException($"{ck}: the saved state belongs to a run with other settings or calibration windows; resume with the same options");
+                    Log($"resuming the run saved in {ck}");
+                }
+                else ckpt.Save(new System.Text.Json.Nodes.JsonObject { ["run"] = fingerprint }, new Dictionary<string, float[]>());
+            }
             report.TimingsSeconds["calibration_tokenize"] = tCal;
 
             int[]? evalTokens = null;

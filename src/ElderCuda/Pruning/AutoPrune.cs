@@ -48,7 +48,7 @@ public static class AutoPrune
                 report.LossPerStep.AddRange(g.Steps);
             }
             var slebWin = calib.Train.Take(slebWindows).ToList();
-            var (slebOrder, _) = Sleb.Select(m, slebWin, k, evalBatch, eo.AllowFirst, eo.AllowLast, log, ct);
+            var (slebOrder, _) = Sleb.Select(m, slebWin, k, evalBatch, eo.AllowFirst, eo.AllowLast, log, ct, ckpt);
             cands.Add(("sleb", slebOrder));
             var bi = ShortGpt.BlockInfluence(m, calib.Train, evalBatch, ct);
             report.ScoresPerLayer["shortgpt_bi"] = bi;
@@ -117,7 +117,7 @@ public static class AutoPrune
             }
             else
             {
-                var opts = Elder.Stage2Options(recipe, eo, chosen) with { Lr = lr, Epochs = ao.Epochs, EvalBatch = evalBatch };
+                var opts = Elder.Stage2Options(recipe, eo, chosen) with { Lr = lr, Epochs = ao.Epochs, EvalBatch = evalBatch, KeepBestEpoch = true };
                 if (recipe == Stage2.Finetune) foreach (var l in chosen) m.Skip[l] = true;
                 var tr = Trainer.Train(m, calib, opts, $"auto-{recipe.ToString().ToLowerInvariant()}-lr{lr:G3}", ckpt, $"auto.trial.{ti}", log, ct);
                 foreach (var l in chosen) m.Skip[l] = false;

@@ -88,8 +88,8 @@ public static class Elder
                 foreach (var x in st["steps"]!.AsArray())
                     sel.Steps.Add(new StepLog(x!["phase"]!.GetValue<string>(), x["round"]!.GetValue<int>(), x["step"]!.GetValue<int>(), x["lr"]!.GetValue<double>(), x["loss"]!.GetValue<double>(), x["ce"]!.GetValue<double>(), x["reg"]!.GetValue<double>()));
                 s.Arrays[key + ".gates"].CopyTo(gates, 0);
-                adam.M = s.Arrays[key + ".m"].Select(x => (double)x).ToArray();
-                adam.V = s.Arrays[key + ".v"].Select(x => (double)x).ToArray();
+                adam.M = FromBits(s.Arrays[key + ".m"]);
+                adam.V = FromBits(s.Arrays[key + ".v"]);
                 adam.StepCount = st["adam_step"]!.GetValue<int>();
                 if (wopt is not null) wopt.LoadState(s.Arrays);
                 foreach (var l in sel.Order) m.Skip[l] = true;
@@ -147,8 +147,8 @@ public static class Elder
                     };
                     var arrays = prev?.Arrays ?? new Dictionary<string, float[]>();
                     arrays[key + ".gates"] = (float[])gates.Clone();
-                    arrays[key + ".m"] = adam.M.Select(x => (float)x).ToArray();
-                    arrays[key + ".v"] = adam.V.Select(x => (float)x).ToArray();
+                    arrays[key + ".m"] = ToBits(adam.M);
+                    arrays[key + ".v"] = ToBits(adam.V);
                     wopt?.SaveState(arrays);
                     ckpt.Save(meta, arrays);
                 }
@@ -164,6 +164,11 @@ public static class Elder
             if (wopt is not null) { wopt.Dispose(); m.FreeGrads(); }
         }
     }
+
+    // The gates' Adam moments are float64; they are stored bit for bit (two float slots per double) so a
+    // resumed run continues with exactly the same state.
+    static float[] ToBits(double[] a) => System.Runtime.InteropServices.MemoryMarshal.Cast<double, float>(a.AsSpan()).ToArray();
+    static double[] FromBits(float[] a) => System.Runtime.InteropServices.MemoryMarshal.Cast<float, double>(a.AsSpan()).ToArray();
 
     /// <summary>
     /// Stage 1 with the gate form as configured; Auto runs both forms and keeps the set whose removal gives
@@ -189,15 +194,19 @@ public static class Elder
         return (all.MinBy(s => s.HeldBackCe)!, all);
     }
 
-    /// <summary>Default stage-2 training settings per recipe (DESIGN.md §4 / PRUNING.md).</summary>
+    /// <summary>
+    /// Default stage-2 training settings per recipe (DESIGN.md §4 / PRUNING.md). `--method elder` trains the
+    /// configured epochs as the paper does (held-back CE is still reported per epoch); `auto` turns on
+    /// KeepBestEpoch so the epoch count is chosen on held-back CE.
+    /// </summary>
     public static TrainOptions Stage2Options(Stage2 s, ElderOptions o, IReadOnlyList<int> P) => s switch
     {
         Stage2.Regularize => new TrainOptions
         {
             Lr = o.Lr ?? 2e-5, Epochs = o.Epochs ?? 2, Batch = o.Batch, Which = o.Train, Seed = o.Seed,
-            DiffRegLayers = P, DiffRegLambda = (float)o.Lambda2, DiffRegNorm = o.RegNorm, EvalRemoved = P,
+            DiffRegLayers = P, DiffRegLambda = (float)o.Lambda2, DiffRegNorm = o.RegNorm, EvalRemoved = P, KeepBestEpoch = false,
         },
-        Stage2.Finetune => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null },
+        Stage2.Finetune => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false },
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 

@@ -85,7 +85,7 @@ public static class PruneRunner
                 var sel = Recorded();
                 if (sel is null)
                 {
-                    var (order, rounds) = Sleb.Select(m, calib.Train.Take(s.SlebWindows).ToList(), k, bs, s.Elder.AllowFirst, s.Elder.AllowLast, log, ct);
+                    var (order, rounds) = Sleb.Select(m, calib.Train.Take(s.SlebWindows).ToList(), k, bs, s.Elder.AllowFirst, s.Elder.AllowLast, log, ct, ckpt);
                     sel = order;
                     for (int r = 0; r < rounds.Count; r++)
                         report.ScoresPerLayer[$"sleb_nll_round{r + 1}"] = Enumerable.Range(0, L).Select(i => rounds[r].NllPerCandidate.TryGetValue(i, out var v) ? v : double.NaN).ToArray();

@@ -1,0 +1,97 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using ElderCuda.Backends.Cpu;
+using ElderCuda.Model;
+using ElderCuda.Pruning;
+using ElderCuda.Training;
+
+namespace ElderCuda.Tests.Pruning;
+
+public class RunnerTests
+{
+    [Theory]
+    [InlineData(PruneMethod.ShortGpt)]
+    [InlineData(PruneMethod.Angular)]
+    [InlineData(PruneMethod.Sleb)]
+    [InlineData(PruneMethod.LaCo)]
+    [InlineData(PruneMethod.Slm)]
+    [InlineData(PruneMethod.Elder)]
+    [InlineData(PruneMethod.Auto)]
+    public void EveryMethodRemovesTheRequestedNumberOfLayersAndReportsIt(PruneMethod method)
+    {
+        using var m = PruneTestUtil.Tiny("phi");
+        var cal = PruneTestUtil.Calib(m.Config.VocabSize);
+        var report = new PruneReport();
+        var s = new PruneSettings
+        {
+            Method = method, Count = 2, MergeWindows = 2, SlebWindows = 4, EvalBatch = 4,
+            Elder = new ElderOptions { Form = GateChoice.Auto, GateBatch = 2, Batch = 4, Epochs = 1, AllowLast = true },
+            Auto = new AutoOptions { FinetuneLrs = [1e-3], RegularizeLrs = [1e-4], Epochs = 1 },
+        };
+        PruneRunner.Run(m, cal, s, report);
+        Assert.Equal(2, m.NumLayers);
+        Assert.Equal(2, report.RemovalOrder.Distinct().Count());
+        Assert.Equal(Enumerable.Range(0, 4).Except(report.RemovalOrder).Order(), report.KeptOriginal);
+        Assert.Equal(report.KeptOriginal, m.OriginalLayerIndex);
+        Assert.False(string.IsNullOrEmpty(report.Recipe));
+        Assert.True(double.IsFinite(report.HeldBackCePruned!.Value));
+        // report.json is valid JSON with the figures
+        var j = JsonNode.Parse(report.ToJson())!;
+        Assert.Equal(2, j["removal_order"]!.AsArray().Count);
+        if (method == PruneMethod.Auto)
+        {
+            Assert.Equal(4, report.Candidates.Count); // elder-output, elder-branch, sleb, shortgpt
+            Assert.Equal(3, report.Stage2Trials.Count); // none, finetune, regularize
+            // the chosen stage 2 is the trial with the lowest held-back CE, and that is what the model now gives
+            Assert.Equal(report.Stage2Trials.Min(t => t.HeldBackCe), report.HeldBackCePruned!.Value, 9);
+        }
+    }
+
+    [Fact]
+    public void PruneCommandWritesACheckpointAndReportThatReload()
+    {
+        var root = PruneTestUtil.TempDir();
+        var outDir = Path.Combine(root, "pruned");
+        try
+        {
+            var cmd = new RootCommand { Eldr.Cli.PruneCommand.Create() };
+            int rc = cmd.Parse([
+                "prune", "--model", TestPaths.BundledModel, "--calib", Path.Combine(TestPaths.RepoRoot, "data", "calib-train-sample.txt"),
+                "--method", "shortgpt", "--layers", "2", "--seqlen", "32", "--samples", "4", "--heldback", "2", "--device", "cpu",
+                "--eval", Path.Combine(TestPaths.RepoRoot, "data", "corpus-heldout.txt"), "--eval-windows", "2", "--out", outDir, "--no-plots",
+            ]).Invoke();
+            Assert.Equal(0, rc);
+            var rep = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "report.json")))!;
+            Assert.Equal("shortgpt", rep["method"]!.GetValue<string>());
+            Assert.Equal(10, rep["layers_after"]!.GetValue<int>());
+            Assert.True(rep["pruned_perplexity"]!["perplexity"]!.GetValue<double>() > 1);
+            using var back = CausalLM.Load(outDir, new CpuBackend());
+            Assert.Equal(10, back.NumLayers);
+        }
+        finally { Directory.Delete(root, true); }
+    }
+
+    [Fact]
+    public void PruneCommandResumesOnlyTheSameRun()
+    {
+        var root = PruneTestUtil.TempDir();
+        try
+        {
+            string ck = Path.Combine(root, "ck");
+            int Prune(string outName, string method, params string[] extra) => new RootCommand { Eldr.Cli.PruneCommand.Create() }.Parse([
+                "prune", "--model", TestPaths.BundledModel, "--calib", Path.Combine(TestPaths.RepoRoot, "data", "calib-train-sample.txt"),
+                "--method", method, "--layers", "1", "--seqlen", "32", "--samples", "4", "--heldback", "2", "--sleb-windows", "2", "--device", "cpu",
+                "--out", Path.Combine(root, outName), "--no-plots", "--checkpoint-dir", ck, .. extra,
+            ]).Invoke();
+            Assert.Equal(0, Prune("a", "sleb"));
+            Assert.Equal(2, Prune("b", "sleb")); // state exists and --resume was not given
+            Assert.Equal(2, Prune("b", "shortgpt", "--resume")); // other settings
+            Assert.Equal(0, Prune("b", "sleb", "--resume"));
+            var a = JsonNode.Parse(File.ReadAllText(Path.Combine(root, "a", "report.json")))!;
+            var b = JsonNode.Parse(File.ReadAllText(Path.Combine(root, "b", "report.json")))!;
+            Assert.Equal(a["removal_order"]!.ToJsonString(), b["removal_order"]!.ToJsonString());
+            Assert.Equal(a["held_back_ce_pruned"]!.GetValue<double>(), b["held_back_ce_pruned"]!.GetValue<double>());
+        }
+        finally { Directory.Delete(root, true); }
+    }
+}
