@@ -338,14 +338,7 @@ __device__ __forceinline__ void mma16816(float* c, const unsigned* a, unsigned b
 __device__ __forceinline__ unsigned pack2(float lo, float hi) {
     return (unsigned)from_f32<bf16>(lo).bits | ((unsigned)from_f32<bf16>(hi).bits << 16);
 }
-// x ≈ hi + lo with both in bf16 (16 significant bits together): dS is multiplied in two parts, because its
-// rows sum to zero and dQ = dS·K, dK = dSᵀ·Q cancel the keys' / queries' common component; rounding dS
-// to one bf16 breaks that cancellation (OPT's q/k gradients were off by 30% in a whole-model check).
-__device__ __forceinline__ void split2(float a, float b, unsigned& hi, unsigned& lo) {
-    bf16 ha = from_f32<bf16>(a), hb = from_f32<bf16>(b);
-    hi = (unsigned)ha.bits | ((unsigned)hb.bits << 16);
-    lo = pack2(a - to_f32(ha), b - to_f32(hb));
-}
+__device__ __forceinline__ unsigned pack16(unsigned short lo, unsigned short hi) { return (unsigned)lo | ((unsigned)hi << 16); }
 // 32-bit word holding elements (col, col+1) of a bf16 row in shared memory
 __device__ __forceinline__ unsigned lds32(const unsigned short* base, int ld, int row, int col) {
     return *(const unsigned*)(base + row * ld + col);
@@ -499,9 +492,8 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
     unsigned short* dOs = Qs + BR * LD;       // [BR][LD]
     unsigned short* QsT = dOs + BR * LD;      // [HD][LQT]
     unsigned short* dOsT = QsT + HD * LQT;    // [HD][LQT]
-    unsigned short* dSs = dOsT + HD * LQT;    // [BR][LS]  dS (bf16 high part), query-major
-    unsigned short* dSl = dSs + BR * LS;      // [BR][LS]  dS − high part (bf16)
-    float* Ls = (float*)(dSl + BR * LS);      // [BR]
+    unsigned short* dSs = dOsT + HD * LQT;    // [BR][LS]  dS, query-major
+    float* Ls = (float*)(dSs + BR * LS);      // [BR]
     float* Ds = Ls + BR;                      // [BR]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
@@ -561,36 +553,25 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
                     st[n][e] = p;
                     dpt[n][e] = p * (dpt[n][e] - Ds[ql]);
                 }
-                // dS to shared memory, query-major, for dQ: high and low bf16 parts
-                {
-                    unsigned h01, l01, h23, l23;
-                    split2(dpt[n][0], dpt[n][1], h01, l01);
-                    split2(dpt[n][2], dpt[n][3], h23, l23);
-                    const int qa = (n * 8 + 2 * t) * LS, qb = qa + LS;
-                    dSs[qa + kr0] = (unsigned short)h01; dSs[qb + kr0] = (unsigned short)(h01 >> 16);
-                    dSs[qa + kr1] = (unsigned short)h23; dSs[qb + kr1] = (unsigned short)(h23 >> 16);
-                    dSl[qa + kr0] = (unsigned short)l01; dSl[qb + kr0] = (unsigned short)(l01 >> 16);
-                    dSl[qa + kr1] = (unsigned short)l23; dSl[qb + kr1] = (unsigned short)(l23 >> 16);
-                }
+                // dS to shared memory, query-major, for dQ
+                dSs[(n * 8 + 2 * t) * LS + kr0] = from_f32<bf16>(dpt[n][0]).bits;
+                dSs[(n * 8 + 2 * t + 1) * LS + kr0] = from_f32<bf16>(dpt[n][1]).bits;
+                dSs[(n * 8 + 2 * t) * LS + kr1] = from_f32<bf16>(dpt[n][2]).bits;
+                dSs[(n * 8 + 2 * t + 1) * LS + kr1] = from_f32<bf16>(dpt[n][3]).bits;
             }
             // dV += Pᵀ·dO, dK += dSᵀ·Q over this tile's queries, 16 at a time
 #pragma unroll
             for (int kk = 0; kk < BR / 16; kk++) {
                 unsigned pa[4] = { pack2(st[2 * kk][0], st[2 * kk][1]), pack2(st[2 * kk][2], st[2 * kk][3]),
                                    pack2(st[2 * kk + 1][0], st[2 * kk + 1][1]), pack2(st[2 * kk + 1][2], st[2 * kk + 1][3]) };
-                unsigned sa[4], sl[4];
-                split2(dpt[2 * kk][0], dpt[2 * kk][1], sa[0], sl[0]);
-                split2(dpt[2 * kk][2], dpt[2 * kk][3], sa[1], sl[1]);
-                split2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1], sa[2], sl[2]);
-                split2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3], sa[3], sl[3]);
+                unsigned sa[4] = { pack2(dpt[2 * kk][0], dpt[2 * kk][1]), pack2(dpt[2 * kk][2], dpt[2 * kk][3]),
+                                   pack2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]), pack2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]) };
                 const int qr = kk * 16 + 2 * t;
 #pragma unroll
                 for (int dn = 0; dn < DN; dn++) {
                     const int c = dn * 8 + g;
                     mma16816(dva[dn], pa, lds32(dOsT, LQT, c, qr), lds32(dOsT, LQT, c, qr + 8));
-                    const unsigned q0f = lds32(QsT, LQT, c, qr), q1f = lds32(QsT, LQT, c, qr + 8);
-                    mma16816(dka[dn], sa, q0f, q1f);
-                    mma16816(dka[dn], sl, q0f, q1f);
+                    mma16816(dka[dn], sa, lds32(QsT, LQT, c, qr), lds32(QsT, LQT, c, qr + 8));
                 }
             }
             __syncthreads();                                   // dS complete
@@ -605,13 +586,10 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
                 for (int kk = 0; kk < BC / 16; kk++) {
                     const int c = kk * 16 + 2 * t;
                     unsigned da[4] = { lds32(dSs, LS, rb + g, c), lds32(dSs, LS, rb + g + 8, c), lds32(dSs, LS, rb + g, c + 8), lds32(dSs, LS, rb + g + 8, c + 8) };
-                    unsigned dl[4] = { lds32(dSl, LS, rb + g, c), lds32(dSl, LS, rb + g + 8, c), lds32(dSl, LS, rb + g, c + 8), lds32(dSl, LS, rb + g + 8, c + 8) };
 #pragma unroll
                     for (int i = 0; i < DN / 2; i++) {
                         const int col = (dn0 + i) * 8 + g;
-                        const unsigned k0f = lds32(KsT, LKT, col, c), k1f = lds32(KsT, LKT, col, c + 8);
-                        mma16816(dq[i], da, k0f, k1f);
-                        mma16816(dq[i], dl, k0f, k1f);
+                        mma16816(dq[i], da, lds32(KsT, LKT, col, c), lds32(KsT, LKT, col, c + 8));
                     }
                 }
                 const int qa0 = q0 + rb + g, qa1 = qa0 + 8;

@@ -47,9 +47,12 @@ def main(out):
         ids = torch.randint(3, cfg.vocab_size, (b, t), generator=g)
         o = m(input_ids=ids, labels=ids, output_hidden_states=True)
         o.loss.backward()
+        hs = list(o.hidden_states)
         gold = {"input_ids": ids.to(torch.int64), "logits": o.logits.float().contiguous(),
-                "loss": o.loss.detach().float().reshape(1),
-                "hidden_states": torch.stack(o.hidden_states).float().contiguous()}
+                "loss": o.loss.detach().float().reshape(1)}
+        if hs[-1].shape != hs[0].shape:  # OPT project_out: the last entry is narrower
+            gold["final_hidden"] = hs.pop().float().contiguous()
+        gold["hidden_states"] = torch.stack(hs).float().contiguous()
         seen = set()
         for n, p in m.named_parameters():
             if p.grad is None or id(p) in seen: continue

@@ -10,6 +10,7 @@ source .gpu/env.sh
 E="dotnet .gpu/app/eldr.dll"
 export PYTHONUNBUFFERED=1
 for f in .gpu/extra/*.tar.xz; do tar xJf "$f" -C /tmp; done
+[ -d .gpu/app ] || tar xJf .gpu/app.tar.xz -C .gpu
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)" | tee -a "$OUT/device.txt"
 

@@ -213,10 +213,15 @@ public static partial class Cli
                 SafetensorsWriter.FromFloat32("logits", DType.F32, [B, T, model.Config.VocabSize], r.Logits),
                 SafetensorsWriter.FromFloat32("loss", DType.F32, [1], [(float)r.Loss]),
             };
+            // hidden_states stacks the entries that share the hidden width. With OPT's project_out the last
+            // entry (after the final norm and project_out) is narrower: it is written as final_hidden.
             int L1 = r.HiddenStates!.Length, hd = r.HiddenStates[0].Length / (B * T);
-            var hs = new float[(long)L1 * B * T * hd];
-            for (int i = 0; i < L1; i++) r.HiddenStates[i].CopyTo(hs, (long)i * B * T * hd);
-            outT.Add(SafetensorsWriter.FromFloat32("hidden_states", DType.F32, [L1, B, T, hd], hs));
+            int stacked = r.HiddenStates[^1].Length == r.HiddenStates[0].Length ? L1 : L1 - 1;
+            var hs = new float[(long)stacked * B * T * hd];
+            for (int i = 0; i < stacked; i++) r.HiddenStates[i].CopyTo(hs, (long)i * B * T * hd);
+            outT.Add(SafetensorsWriter.FromFloat32("hidden_states", DType.F32, [stacked, B, T, hd], hs));
+            if (stacked < L1)
+                outT.Add(SafetensorsWriter.FromFloat32("final_hidden", DType.F32, [B, T, r.HiddenStates[^1].Length / (B * T)], r.HiddenStates[^1]));
             foreach (var p in model.Parameters)
             {
                 var g = new float[p.Grad!.Count]; be.ToHost(p.Grad, g);

@@ -72,9 +72,9 @@ public sealed partial class CudaBackend
         Zero(dqAcc);
         if (UseTc(d, headDim))
         {
-            // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS hi/lo [32][72] (bf16); lse, D [32] (f32)
+            // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS [32][72] (bf16); lse, D [32] (f32)
             int ld = headDim + 8;
-            uint tsmem = (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 2 * 32 * 72) * 2 + 2 * 32 * 4);
+            uint tsmem = (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 32 * 72) * 2 + 2 * 32 * 4);
             Launch("attention", $"attention_bwd_bf16_tc_hd{headDim}", ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
                 P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
             if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
