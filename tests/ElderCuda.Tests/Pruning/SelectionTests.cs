@@ -86,4 +86,20 @@ public class SelectionTests
             Assert.Equal(1 - s / n, bi[l], 6);
         }
     }
+
+    [Fact]
+    public void OneShotAndTrainAllVariantsRunAndTrainAllMovesTheWeights()
+    {
+        using var m = PruneTestUtil.Tiny();
+        var cal = PruneTestUtil.Calib(m.Config.VocabSize);
+        var w0 = m.ReadParameter("model.layers.1.mlp.up_proj.weight");
+        var one = Elder.SelectLayers(m, cal, 2, GateForm.Output, Opts with { OneShot = true });
+        Assert.Single(one.GatesPerRound); // one pass, the k smallest taken at once
+        Assert.Equal(2, one.Order.Count);
+        Assert.Equal(w0, m.ReadParameter("model.layers.1.mlp.up_proj.weight"));
+        var all = Elder.SelectLayers(m, cal, 1, GateForm.Output, Opts with { TrainAllInStage1 = true, Stage1WeightLr = 1e-3 });
+        Assert.Single(all.Order);
+        Assert.NotEqual(w0, m.ReadParameter("model.layers.1.mlp.up_proj.weight"));
+        Assert.All(m.Parameters, p => Assert.Null(p.Grad)); // gradients freed afterwards
+    }
 }
