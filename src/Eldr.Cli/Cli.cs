@@ -62,6 +62,29 @@ public static partial class Cli
         return be;
     }
 
+    /// <summary>
+    /// Prints the memory a run will need and, on a GPU, fails before loading anything when it exceeds
+    /// the free device memory (the message says how much is needed and how much is free).
+    /// </summary>
+    internal static void CheckMemory(IBackend be, string modelDir, int seqLen, int batch, bool training)
+    {
+        var cfg = ModelConfig.Load(modelDir);
+        long n;
+        using (var ck = Checkpoint.Open(modelDir)) n = ck.Names.Sum(x => ck.Info(x).Shape.Aggregate(1L, (a, b) => a * b));
+        var est = MemoryEstimate.For(cfg, n, seqLen, batch);
+        long need = training ? est.TrainingBytes : est.InferenceBytes;
+        if (be.ComputeType == DType.F32) need += est.WeightBytes; // fp32 weights are twice the bf16 estimate
+        string what = training ? $"training {batch}×{seqLen}" : $"inference {batch}×{seqLen}";
+        if (be is ElderCuda.Backends.Cuda.CudaBackend cuda)
+        {
+            var (free, total) = cuda.FreeAndTotalBytes();
+            Console.Error.WriteLine($"memory: {what} needs about {Gib(need)}; {Gib(free)} free of {Gib(total)} on {cuda.DeviceName}");
+            if (need > free)
+                throw new InvalidOperationException($"{cfg.Architecture} ({n / 1e9:F2} B parameters) needs about {Gib(need)} for {what}, but only {Gib(free)} is free on {cuda.DeviceName}; use a smaller --batch/--seqlen, or --device cpu");
+        }
+        else Console.Error.WriteLine($"memory: {what} needs about {Gib(need)} of host memory");
+    }
+
     // ---- info -------------------------------------------------------------------------------------
     static Command InfoCommand()
     {
@@ -122,9 +145,11 @@ public static partial class Cli
             IBackend be = OpenBackend(pr);
             if (pr.GetValue(profile)) be = new ProfilingBackend(be);
             using var _be = be;
-            using var model = CausalLM.Load(path, be);
-            int T = pr.GetValue(seq) ?? DefaultSeqLen(model.Config);
+            var cfg0 = ModelConfig.Load(path);
+            int T = pr.GetValue(seq) ?? DefaultSeqLen(cfg0);
             int b = pr.GetValue(batch) ?? (be.Name == "cpu" ? 1 : 8);
+            CheckMemory(be is ProfilingBackend pb0 ? pb0.Inner : be, path, T, b, training: false);
+            using var model = CausalLM.Load(path, be);
             PerplexityResult r = null!;
             var sw = System.Diagnostics.Stopwatch.StartNew();
             WithProgress($"ppl {Path.GetFileName(file)}", p => r = Perplexity.Evaluate(model, ids, T, pr.GetValue(maxW), b, p));
@@ -174,6 +199,7 @@ public static partial class Cli
             var path = pr.GetValue(dir)!;
             var tok = TokenizerLoader.Load(path);
             using var be = OpenBackend(pr);
+            CheckMemory(be, path, Math.Min(2048, ModelConfig.Load(path).MaxPositionEmbeddings), 1, training: false);
             using var model = CausalLM.Load(path, be);
             var promptIds = tok.Encode(pr.GetValue(prompt)!);
             var outIds = Generation.Greedy(model, promptIds, pr.GetValue(n), eosId: null);
@@ -203,6 +229,7 @@ public static partial class Cli
                 raw = f.ReadInt64("input_ids"); shape = info.Shape;
             }
             using var be = OpenBackend(pr);
+            CheckMemory(be, path, shape[1], shape[0], training: true);
             using var model = CausalLM.Load(path, be);
             var batch = new TokenBatch(raw.Select(v => checked((int)v)).ToArray(), shape[0], shape[1]);
             var r = model.Step(batch, new StepOptions { Backward = true, WeightGrads = true, KeepHiddenStates = true, KeepLogits = true });

@@ -117,6 +117,9 @@ public static class PruneCommand
             using var _b = backend;
             var sw = Stopwatch.StartNew();
             Log($"loading {modelDir} on {backend.Name}");
+            // fail before loading when even the weights and one batch will not fit; training state
+            // (fp32 master, AdamW moments) moves to host memory by itself when it does not fit
+            Cli.CheckMemory(backend, modelDir, pr.GetValue(seqlen) ?? Math.Min(ModelConfig.Load(modelDir).MaxPositionEmbeddings, 2048), pr.GetValue(batch), training: false);
             using var lm = CausalLM.Load(modelDir, backend);
             var tok = TokenizerLoader.Load(modelDir);
             double tLoad = sw.Elapsed.TotalSeconds;

@@ -30,14 +30,14 @@ public static class TestPaths
 
 public static class Rel
 {
-    /// <summary>‖a − b‖ / ‖b‖ in float64; NaN anywhere gives +∞ so that it never passes.</summary>
+    /// <summary>‖a − b‖ / ‖b‖ in float64; NaN or ∞ anywhere gives +∞ so that it never passes.</summary>
     public static double Error(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         if (a.Length != b.Length) throw new ArgumentException($"lengths differ: {a.Length} vs {b.Length}");
         double num = 0, den = 0;
         for (int i = 0; i < a.Length; i++)
         {
-            if (float.IsNaN(a[i]) || float.IsNaN(b[i])) return double.PositiveInfinity;
+            if (!float.IsFinite(a[i]) || !float.IsFinite(b[i])) return double.PositiveInfinity;
             double d = (double)a[i] - b[i];
             num += d * d; den += (double)b[i] * b[i];
         }

@@ -16,8 +16,7 @@ public static class Generation
         int limit = model.Config.MaxPositionEmbeddings;
         for (int step = 0; step < maxNewTokens && ids.Count < limit; step++)
         {
-            // a single-token prompt still needs T ≥ 2 for Step: pad on the left is wrong, so duplicate-free path:
-            var seq = ids.Count >= 2 ? ids.ToArray() : [ids[0], ids[0]];
+            var seq = ids.ToArray();
             var r = model.Step(TokenBatch.Single(seq), new StepOptions { KeepLogits = true });
             int last = seq.Length - 1;
             var row = r.Logits.AsSpan(last * V, V);

@@ -12,7 +12,8 @@ public static class Perplexity
 {
     public static int WindowCount(int tokens, int seqLen) => tokens / seqLen;
 
-    public static PerplexityResult Evaluate(CausalLM model, int[] tokens, int seqLen, int? maxWindows = null, int batchSize = 1, IProgress<double>? progress = null)
+    public static PerplexityResult Evaluate(CausalLM model, int[] tokens, int seqLen, int? maxWindows = null, int batchSize = 1,
+        IProgress<double>? progress = null, CancellationToken ct = default)
     {
         if (seqLen < 2) throw new ArgumentException($"evaluation length {seqLen} is too short (need ≥ 2)");
         int windows = WindowCount(tokens.Length, seqLen);
@@ -21,6 +22,7 @@ public static class Perplexity
         double nll = 0; long predicted = 0;
         for (int w0 = 0; w0 < windows; w0 += batchSize)
         {
+            ct.ThrowIfCancellationRequested();
             int b = Math.Min(batchSize, windows - w0);
             var ids = new int[b * seqLen];
             Array.Copy(tokens, (long)w0 * seqLen, ids, 0, ids.Length);

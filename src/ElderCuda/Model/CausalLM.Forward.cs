@@ -278,7 +278,7 @@ public sealed partial class CausalLM
         var c = Config; var be = Backend; var ct = be.ComputeType;
         int B = batch.B, T = batch.T, N = B * T, d = c.HiddenSize;
         if (batch.Ids.Length != N) throw new ArgumentException($"batch has {batch.Ids.Length} ids, expected B·T = {N}");
-        if (T < 2) throw new ArgumentException("a window needs at least 2 tokens to predict one");
+        if (T < 1 || (T < 2 && o.Backward)) throw new ArgumentException($"a training window needs at least 2 tokens (got {T})");
         if (c.Family == Family.Opt && T + 2 > Get(PositionsName!).Shape[0])
             throw new ArgumentException($"sequence length {T} exceeds OPT's {Get(PositionsName!).Shape[0] - 2} learned positions");
         _weightGrads = o.Backward && o.WeightGrads;
@@ -371,7 +371,7 @@ public sealed partial class CausalLM
             Lin(logits, hOut, head, headB);
             float[]? logitsHost = o.KeepLogits ? Host(logits) : null;
             var losses = outer.A(DType.F32, N);
-            be.CrossEntropy(losses, o.Backward ? logits : null, logits, targets, (float)(o.LossScale / predicted));
+            be.CrossEntropy(losses, o.Backward ? logits : null, logits, targets, (float)(o.LossScale / Math.Max(1, predicted)));
             var lossHost = Host(losses);
             double nll = 0; foreach (var l in lossHost) nll += l;
 
@@ -429,7 +429,7 @@ public sealed partial class CausalLM
             }
             return new StepResult
             {
-                Loss = nll / predicted + regLoss, TotalNll = nll, Predicted = predicted, RegLoss = regLoss,
+                Loss = (predicted > 0 ? nll / predicted : 0) + regLoss, TotalNll = nll, Predicted = predicted, RegLoss = regLoss,
                 GateGrads = gateGrads, HiddenStates = hidden?.ToArray(), Logits = logitsHost, FinalHidden = finalHidden,
             };
         }

@@ -46,21 +46,14 @@ public static class PruneUtil
     public static (double Ppl, double Nll, long Count, int Windows) Perplexity(CausalLM m, int[] tokens, int seqLen, int? maxWindows, int batch,
         Action<int, int>? progress = null, CancellationToken ct = default)
     {
-        int w = tokens.Length / seqLen;
-        if (maxWindows is { } mw) w = Math.Min(w, mw);
-        var wins = new List<int[]>(w);
-        for (int i = 0; i < w; i++) wins.Add(tokens.AsSpan(i * seqLen, seqLen).ToArray());
-        double nll = 0; long n = 0;
-        for (int i = 0; i < w; i += batch)
-        {
-            ct.ThrowIfCancellationRequested();
-            int c = Math.Min(batch, w - i);
-            var r = m.Step(Batch(wins, i, c), new StepOptions());
-            nll += r.TotalNll; n += r.Predicted;
-            progress?.Invoke(i + c, w);
-        }
-        return (Math.Exp(nll / n), nll, n, w);
+        // the protocol lives in one place (Eval/Perplexity.cs, DESIGN.md §6)
+        int total = Math.Min(tokens.Length / seqLen, maxWindows ?? int.MaxValue);
+        var r = ElderCuda.Eval.Perplexity.Evaluate(m, tokens, seqLen, maxWindows, batch,
+            progress is null ? null : new Reporter(f => progress((int)Math.Round(f * total), total)), ct);
+        return (r.Perplexity, r.TotalNll, r.Predicted, r.Windows);
     }
+
+    sealed class Reporter(Action<double> a) : IProgress<double> { public void Report(double v) => a(v); }
 
     /// <summary>Mean next-token CE over the windows.</summary>
     public static double MeanCE(CausalLM m, IReadOnlyList<int[]> windows, int batch, CancellationToken ct = default)

@@ -8,6 +8,11 @@ namespace ElderCuda.Training;
 /// AdamW over a model's trainable parameters with the fused <see cref="IBackend.AdamW"/> op. A parameter
 /// stored in F32 is its own master; anything else (bf16/f16 on CUDA) gets an fp32 master copy so that
 /// small updates are not rounded away. Moments m, v are F32 on the backend.
+///
+/// Host offload (the 7B memory plan, bench/RESULTS.md): when the fp32 master and moments (12 bytes per
+/// parameter) would not fit in the device's free memory, they live in host memory instead. Each step
+/// then downloads the fp32 gradient, runs the same AdamW op on the host (the CPU backend's), and
+/// uploads the updated weights in the parameter's dtype. The device keeps only weights and gradients.
 /// </summary>
 public sealed class AdamWOptimizer : IDisposable
 {
@@ -16,6 +21,8 @@ public sealed class AdamWOptimizer : IDisposable
         public required Parameter P;
         public required Tensor M, V;
         public Tensor? Own;
+        /// <summary>Host offload: master, m, v live on the host backend.</summary>
+        public bool OnHost;
         public bool OwnsMaster => Own is not null;
         /// <summary>An F32 parameter is its own master; read through P because WriteParameter replaces P.Value.</summary>
         public Tensor Master => Own ?? P.Value;
@@ -30,11 +37,27 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>Steps taken so far (the next step is Step + 1, for bias correction).</summary>
     public int StepCount { get; private set; }
 
-    public AdamWOptimizer(IBackend backend, IEnumerable<Parameter> parameters)
+    readonly Backends.Cpu.CpuBackend _host = new();
+    Tensor? _gradScratch;
+
+    /// <summary>Whether master weights and moments live in host memory (see the class summary).</summary>
+    public bool OffloadedToHost { get; }
+
+    /// <param name="offloadToHost">null: decide by free device memory (CUDA only); true/false: force.</param>
+    public AdamWOptimizer(IBackend backend, IEnumerable<Parameter> parameters, bool? offloadToHost = null)
     {
         _b = backend;
-        foreach (var p in parameters.Where(p => p.Trainable))
+        var trainable = parameters.Where(p => p.Trainable).ToList();
+        OffloadedToHost = offloadToHost ?? NeedsOffload(backend, trainable);
+        foreach (var p in trainable)
         {
+            if (OffloadedToHost)
+            {
+                var master = _host.Alloc(DType.F32, p.Shape);
+                _b.ToHost(p.Value, ((Backends.Cpu.CpuTensor)master).Span);
+                _slots.Add(new Slot { P = p, Own = master, OnHost = true, M = _host.Alloc(DType.F32, p.Shape), V = _host.Alloc(DType.F32, p.Shape) });
+                continue;
+            }
             Tensor? own = null;
             if (p.Value.DType != DType.F32)
             {
@@ -43,6 +66,17 @@ public sealed class AdamWOptimizer : IDisposable
             }
             _slots.Add(new Slot { P = p, Own = own, M = _b.Alloc(DType.F32, p.Shape), V = _b.Alloc(DType.F32, p.Shape) });
         }
+        if (OffloadedToHost && trainable.Count > 0)
+            _gradScratch = _host.Alloc(DType.F32, (int)trainable.Max(p => p.Value.Count));
+    }
+
+    /// <summary>Offload when master + m + v (12 bytes per trained element) exceed 80% of free device memory.</summary>
+    static bool NeedsOffload(IBackend backend, List<Parameter> trainable)
+    {
+        if (backend is not Backends.Cuda.CudaBackend cuda) return false;
+        long need = trainable.Sum(p => p.Value.Count) * 12L;
+        var (free, _) = cuda.FreeAndTotalBytes();
+        return need > 0.8 * free;
     }
 
     public IEnumerable<Parameter> Parameters => _slots.Select(s => s.P);
@@ -54,7 +88,17 @@ public sealed class AdamWOptimizer : IDisposable
         foreach (var s in _slots)
         {
             if (s.P.Grad is null) continue;
-            _b.AdamW(s.P.Value, s.Master, s.P.Grad, s.M, s.V, lr, Beta1, Beta2, Eps, WeightDecay, StepCount);
+            if (!s.OnHost)
+            {
+                _b.AdamW(s.P.Value, s.Master, s.P.Grad, s.M, s.V, lr, Beta1, Beta2, Eps, WeightDecay, StepCount);
+                continue;
+            }
+            // host offload: gradient down, the same fused op on the host, weights up
+            var g = (Backends.Cpu.CpuTensor)_gradScratch!;
+            _b.ToHost(s.P.Grad, g.Span[..(int)s.P.Grad.Count]);
+            _host.AdamW(s.Master, s.Master, g, s.M, s.V, lr, Beta1, Beta2, Eps, WeightDecay, StepCount);
+            using var up = _b.FromHost(((Backends.Cpu.CpuTensor)s.Master).Span, s.P.Value.DType, s.P.Shape);
+            _b.Copy(s.P.Value, up);
         }
     }
 
@@ -76,7 +120,12 @@ public sealed class AdamWOptimizer : IDisposable
         {
             var master = from["opt.master." + s.P.Name];
             Upload(s.Master, master);
-            if (s.OwnsMaster) _b.Copy(s.P.Value, s.Master);
+            if (s.OnHost)
+            {
+                using var up = _b.FromHost(((Backends.Cpu.CpuTensor)s.Master).Span, s.P.Value.DType, s.P.Shape);
+                _b.Copy(s.P.Value, up);
+            }
+            else if (s.OwnsMaster) _b.Copy(s.P.Value, s.Master);
             Upload(s.M, from["opt.m." + s.P.Name]);
             Upload(s.V, from["opt.v." + s.P.Name]);
         }
@@ -86,12 +135,13 @@ public sealed class AdamWOptimizer : IDisposable
     float[] Host(Tensor t)
     {
         var a = new float[t.Count];
-        _b.ToHost(t, a);
+        if (t is Backends.Cpu.CpuTensor c && _b is not Backends.Cpu.CpuBackend) c.Span.CopyTo(a); else _b.ToHost(t, a);
         return a;
     }
 
     void Upload(Tensor dst, float[] data)
     {
+        if (dst is Backends.Cpu.CpuTensor c && _b is not Backends.Cpu.CpuBackend) { data.CopyTo(c.Span); return; }
         using var tmp = _b.FromHost(data, DType.F32, dst.Shape);
         _b.Copy(dst, tmp);
     }

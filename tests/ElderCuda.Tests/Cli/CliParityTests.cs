@@ -51,3 +51,26 @@ public class CliParityTests
         Directory.Delete(tmp, true);
     }
 }
+
+public class GenerationTests
+{
+    /// <summary>
+    /// Greedy decoding is self-consistent: each generated token is the argmax of the full forward pass
+    /// over the tokens before it, including from a one-token prompt.
+    /// </summary>
+    [Fact]
+    public void EachGreedyTokenIsTheArgmaxOfItsPrefix()
+    {
+        using var m = ElderCuda.Model.CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new ElderCuda.Backends.Cpu.CpuBackend());
+        var ids = ElderCuda.Eval.Generation.Greedy(m, [17], 5);
+        Assert.Equal(6, ids.Length);
+        int V = m.Config.VocabSize;
+        for (int t = 1; t < ids.Length; t++)
+        {
+            var r = m.Step(ElderCuda.Model.TokenBatch.Single(ids[..t]), new ElderCuda.Model.StepOptions { KeepLogits = true });
+            var row = r.Logits.AsSpan((t - 1) * V, V);
+            int best = 0; for (int j = 1; j < V; j++) if (row[j] > row[best]) best = j;
+            Assert.Equal(best, ids[t]);
+        }
+    }
+}

@@ -94,18 +94,8 @@ internal sealed class Parity
         return a;
     }
 
-    public static double RelError(ReadOnlySpan<float> got, ReadOnlySpan<float> want)
-    {
-        if (got.Length != want.Length) throw new ArgumentException($"lengths differ: {got.Length} vs {want.Length}");
-        double num = 0, den = 0;
-        for (int i = 0; i < got.Length; i++)
-        {
-            if (float.IsNaN(got[i]) || float.IsInfinity(got[i])) return double.PositiveInfinity;
-            double d = (double)got[i] - want[i];
-            num += d * d; den += (double)want[i] * want[i];
-        }
-        return den == 0 ? Math.Sqrt(num) : Math.Sqrt(num / den);
-    }
+    /// <summary>‖got − want‖ / ‖want‖; NaN or ∞ gives +∞ (see <see cref="Rel.Error"/>).</summary>
+    public static double RelError(ReadOnlySpan<float> got, ReadOnlySpan<float> want) => Rel.Error(got, want);
 
     /// <summary>Compare the GPU tensor with the CPU tensor; NaN anywhere fails.</summary>
     public double Check(string op, Tensor gpu, Tensor cpu, double tol)

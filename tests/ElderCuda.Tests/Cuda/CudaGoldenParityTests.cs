@@ -6,12 +6,12 @@ namespace ElderCuda.Tests.Cuda;
 /// <summary>
 /// Whole-model forward and backward on the GPU against transformers' float64 goldens, mirroring
 /// <see cref="GoldenParityTests"/>: F32 mode logits and every parameter gradient &lt; 1e-4;
-/// BF16 mode: logits &lt; 1e-2 and all parameter gradients together &lt; 3e-2 (DESIGN.md §7).
-/// Per tensor, BF16 only rules out garbage (&lt; 1, which zeros or NaN fail): on the H100 the Llama/Qwen2
-/// fixtures stay under 3e-2 per tensor, but OPT's q/k projection gradients reach 0.38 (0.60 with the
-/// fp32 CUDA-core attention, which keeps dS in fp32) and Phi's 0.17–0.24, while every tensor is under
-/// 1e-4 in F32 mode. The error comes from storing activations and their gradients in bf16 between ops
-/// (IBackend's convention), not from a kernel: see bench/RESULTS.md.
+/// BF16 mode: logits &lt; 1e-2, every parameter gradient &lt; 3e-2 (DESIGN.md §7), per tensor.
+/// Known failure (H100, 2026-11-22): in BF16 mode OPT's q/k projection gradients reach 0.38 and Phi's
+/// 0.17–0.24 (every tensor is under 1e-4 in F32 mode). In these random-weight fixtures the q/k biases
+/// dominate the projections, so those gradients are small differences of large bf16-rounded
+/// activations; storing q/k (and their gradients) in bf16 between ops loses them. The fix is a
+/// mixed-storage policy (fp32 q/k around attention); until it lands these two cases fail on a GPU.
 /// </summary>
 [Collection("cuda")]
 public class CudaGoldenParityTests
@@ -54,9 +54,8 @@ public class CudaGoldenParityTests
             }
             double e = Parity.RelError(mine, reference);
             if (e > worst) { worst = e; worstName = g.Name; }
-            double tol = d == DType.BF16 ? 1.0 : gradTol;
-            if (!(e < tol)) failures.Add($"{g.Name}: rel err {e:E2}");
-            else if (e >= gradTol) loose.Add($"{g.Name} {e:E2}");
+            // DESIGN.md §7's bound holds per tensor in both modes; a known BF16 failure stays a failure
+            if (!(e < gradTol)) { failures.Add($"{g.Name}: rel err {e:E2}"); loose.Add($"{g.Name} {e:E2}"); }
             for (int i = 0; i < mine.Length; i++) { double dd = (double)mine[i] - reference[i]; num += dd * dd; den += (double)reference[i] * reference[i]; }
         }
         double all = Math.Sqrt(num / den);
