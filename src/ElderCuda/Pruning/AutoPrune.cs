@@ -125,7 +125,7 @@ public static class AutoPrune
                 report.LossPerStep.AddRange(tr.Steps);
             }
             report.Stage2Trials.Add(trial);
-            log?.Invoke($"auto: stage 2 {trial.Recipe} lr {lr:G3} → held-back CE {trial.HeldBackCe:F4} (epoch {trial.BestEpoch})");
+            log?.Invoke($"auto: stage 2 {trial.Recipe} lr {lr:G3} → held-back CE {trial.HeldBackCe:F4} (epoch {trial.EpochKept})");
             if (trial.HeldBackCe < best2.Ce)
             {
                 best2 = (recipe, lr, trial.HeldBackCe);
@@ -140,7 +140,7 @@ public static class AutoPrune
                     ["done"] = ti + 1, ["best_recipe"] = best2.Recipe.ToString(), ["best_lr"] = best2.Lr, ["best_ce"] = best2.Ce,
                     ["list"] = new JsonArray(report.Stage2Trials.Select(t => (JsonNode)new JsonObject
                     {
-                        ["recipe"] = t.Recipe, ["lr"] = t.Lr, ["epochs"] = t.Epochs, ["best_epoch"] = t.BestEpoch, ["ce"] = t.HeldBackCe,
+                        ["recipe"] = t.Recipe, ["lr"] = t.Lr, ["epochs"] = t.Epochs, ["best_epoch"] = t.EpochKept, ["ce"] = t.HeldBackCe,
                         ["per_epoch"] = new JsonArray(t.HeldBackCePerEpoch.Select(x => (JsonNode)x).ToArray()),
                     }).ToArray()),
                 };

@@ -130,7 +130,9 @@ public static class PruneRunner
                 {
                     report.LossPerStep.AddRange(tr.Steps);
                     var o2 = global::ElderCuda.Pruning.Elder.Stage2Options(eo.Stage2, eo, chosen.Order);
-                    report.Stage2Trials.Add(new Stage2Trial(eo.Stage2.ToString().ToLowerInvariant(), o2.Lr, o2.Epochs, tr.BestEpoch, tr.BestHeldBackCe, tr.HeldBackCe));
+                    // elder trains the configured epochs (KeepBestEpoch off): the model keeps the last epoch
+                    int kept = o2.KeepBestEpoch ? tr.BestEpoch : o2.Epochs;
+                    report.Stage2Trials.Add(new Stage2Trial(eo.Stage2.ToString().ToLowerInvariant(), o2.Lr, o2.Epochs, kept, tr.HeldBackCe[kept], tr.HeldBackCe));
                 }
                 bool paper = eo.Form == GateChoice.Output && eo.Stage2 == Stage2.Regularize && !eo.OneShot;
                 report.Recipe = (paper ? "ELDeR paper recipe: " : "ELDeR variant: ")
