@@ -14,12 +14,12 @@ E=/tmp/eldr-trim/eldr
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 
 echo "== 1. eldr trace vs transformers goldens of unseen checkpoints"
-python3 bench/torch/extra_goldens.py /tmp/extra > /dev/null 2>&1 || echo "extra_goldens.py failed"
+python3 bench/gpu/extra_goldens.py /tmp/extra > /dev/null 2>&1 || echo "extra_goldens.py failed"
 for m in /tmp/extra/*/; do
   n=$(basename "$m"); g="$m/golden.safetensors"
-  $E trace "$m" --tokens "$g" --out /tmp/t-cpu.st --device cpu > /dev/null 2>&1 && python3 bench/torch/compare_trace.py "$g" /tmp/t-cpu.st --label "$n cpu" --tol 1e-5 --grad-tol 1e-4
-  $E trace "$m" --tokens "$g" --out /tmp/t-f32.st --device cuda --fp32 > /dev/null 2>&1 && python3 bench/torch/compare_trace.py "$g" /tmp/t-f32.st --label "$n cuda fp32" --tol 1e-4 --grad-tol 1e-4
-  $E trace "$m" --tokens "$g" --out /tmp/t-bf16.st --device cuda > /dev/null 2>&1 && python3 bench/torch/compare_trace.py "$g" /tmp/t-bf16.st --label "$n cuda bf16" --tol 1e-2 --grad-tol 3e-2
+  $E trace "$m" --tokens "$g" --out /tmp/t-cpu.st --device cpu > /dev/null 2>&1 && python3 bench/gpu/compare_trace.py "$g" /tmp/t-cpu.st --label "$n cpu" --tol 1e-5 --grad-tol 1e-4
+  $E trace "$m" --tokens "$g" --out /tmp/t-f32.st --device cuda --fp32 > /dev/null 2>&1 && python3 bench/gpu/compare_trace.py "$g" /tmp/t-f32.st --label "$n cuda fp32" --tol 1e-4 --grad-tol 1e-4
+  $E trace "$m" --tokens "$g" --out /tmp/t-bf16.st --device cuda > /dev/null 2>&1 && python3 bench/gpu/compare_trace.py "$g" /tmp/t-bf16.st --label "$n cuda bf16" --tol 1e-2 --grad-tol 3e-2
 done 2>&1 | tee "$OUT/trace-unseen.txt"
 
 echo "== 2. pruning quality"
@@ -53,6 +53,6 @@ laco --method laco
 slm --method slm
 RUNS
 done
-python3 bench/torch/hf_ppl.py /tmp/q/llama-24L-auto --data data/corpus-heldout.txt --seqlen 512 2>/dev/null | tee "$OUT/transformers-reload.txt"
+python3 bench/gpu/hf_ppl.py /tmp/q/llama-24L-auto --data data/corpus-heldout.txt --seqlen 512 2>/dev/null | tee "$OUT/transformers-reload.txt"
 tar czf "$OUT/quality-reports.tgz" -C /tmp/q $(cd /tmp/q && ls *.report.json *.log 2>/dev/null)
 column -t -s $'\t' "$summary"
