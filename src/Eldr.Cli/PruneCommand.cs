@@ -57,14 +57,15 @@ public static class PruneCommand
         var gateBatch = Opt<int>("--gate-batch", "Windows per gate step", () => 1);
         var allowFirst = Opt<bool>("--allow-first", "Let ELDeR/SLEB remove the first layer");
         var allowLast = Opt<bool>("--allow-last", "Let ELDeR/SLEB remove the last layer");
-        var stage2 = Opt<string>("--stage2", "regularize (paper) | finetune (remove, then fine-tune) | none", () => "regularize");
+        var stage2 = Opt<string>("--stage2", "regularize (paper) | finetune (remove, then fine-tune) | distill (remove, then fine-tune on the dense model's soft targets mixed with CE) | none", () => "regularize");
+        var distillWeight = Opt<double>("--distill-weight", "Stage 2 distill: weight α of the dense model's soft targets (1 − α on CE)", () => 0.5);
         var lambda2 = Opt<double>("--lambda2", "Stage-2 weight of Σ R(x_out − x_in) (R normalised: RMS for l2, mean |·| for l1)", () => 0.1);
         var regNorm = Opt<string>("--reg-norm", "l2 | l1", () => "l2");
         var lr = Opt<double?>("--lr", "Stage-2 AdamW lr (default 2e-5 regularize, 1e-4 finetune)");
         var epochs = Opt<int?>("--epochs", "Stage-2 epochs (default 2 regularize, 4 finetune)");
         var trainWhich = Opt<string>("--train-params", "all | no-embed | outside (layers outside the pruned set)", () => "all");
         // auto
-        var autoRecipes = Opt<string>("--auto-recipes", "auto: stage-2 recipes to try", () => "none,finetune,regularize");
+        var autoRecipes = Opt<string>("--auto-recipes", "auto: stage-2 recipes to try", () => "none,finetune,distill,regularize");
         var autoFtLrs = Opt<string>("--auto-ft-lrs", "auto: fine-tune learning rates", () => "5e-5,1e-4,2e-4");
         var autoRegLrs = Opt<string>("--auto-reg-lrs", "auto: regularize learning rates", () => "2e-5,1e-4");
         var autoEpochs = Opt<int>("--auto-epochs", "auto: most epochs per trial (best epoch kept)", () => 4);
@@ -142,7 +143,7 @@ public static class PruneCommand
                 TrainAllInStage1 = ParseEnum<Stage1Train>(pr.GetValue(trainable)!, "--stage1-train") == Stage1Train.All,
                 OneShot = pr.GetValue(oneShot), Lambda1 = pr.GetValue(lambda1), GateLr = pr.GetValue(gateLr), GateBatch = pr.GetValue(gateBatch),
                 AllowFirst = pr.GetValue(allowFirst), AllowLast = pr.GetValue(allowLast),
-                Stage2 = ParseEnum<Stage2>(pr.GetValue(stage2)!, "--stage2"), Lambda2 = pr.GetValue(lambda2),
+                Stage2 = ParseEnum<Stage2>(pr.GetValue(stage2)!, "--stage2"), Lambda2 = pr.GetValue(lambda2), DistillWeight = pr.GetValue(distillWeight),
                 RegNorm = ParseEnum<NormKind>(pr.GetValue(regNorm)!, "--reg-norm"), Lr = pr.GetValue(lr), Epochs = pr.GetValue(epochs),
                 Batch = pr.GetValue(batch), Seed = pr.GetValue(seed),
                 Train = pr.GetValue(trainWhich) switch

@@ -51,6 +51,14 @@ public sealed class StepOptions
     public NormKind DiffRegNorm { get; init; } = NormKind.L2;
     /// <summary>λ2. The term added to the loss is λ2 · Σ_i R(x_out_i − x_in_i) / sqrt(N·d) for ℓ2 (an RMS) and / (N·d) for ℓ1 (a mean absolute value), so λ2 does not depend on batch or model size.</summary>
     public float DiffRegLambda { get; init; }
+    /// <summary>
+    /// Knowledge distillation: teacher probabilities [B·T, V] (row-major, host). With weight α the logits
+    /// gradient becomes that of (1 − α)·CE(hard targets) + α·CE(soft targets), i.e. s·(softmax − (1 − α)·onehot
+    /// − α·p). Rows without a target (the last position of each window) get no gradient. The reported Loss
+    /// stays the hard-target CE.
+    /// </summary>
+    public float[]? SoftTargets { get; init; }
+    public float SoftTargetWeight { get; init; }
     /// <summary>Called after every layer that runs, with its raw input and output (residual stream, before any final norm) in forward order. Tensors are only valid during the call.</summary>
     public Action<int, Tensor, Tensor>? LayerHook { get; init; }
     /// <summary>Return hidden states on the host as HF output_hidden_states does ([0] embeddings, [i] input of layer i, last after the final norm).</summary>

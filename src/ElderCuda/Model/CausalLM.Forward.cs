@@ -380,6 +380,23 @@ public sealed partial class CausalLM
             {
                 gateGrads = o.GateGrads ? new double[NumLayers] : null;
                 using var bs = new Scope(be);
+                if (o.SoftTargets is { } soft && o.SoftTargetWeight != 0f)
+                {
+                    // distillation: add α·s·(onehot − p) to the CE gradient s·(softmax − onehot)
+                    int V = c.VocabSize;
+                    if (soft.Length != (long)N * V) throw new ArgumentException($"soft targets: {soft.Length} values, expected B·T·V = {(long)N * V}");
+                    float a = (float)(o.SoftTargetWeight * o.LossScale / Math.Max(1, predicted));
+                    var h = new float[(long)N * V];
+                    Parallel.For(0, N, n =>
+                    {
+                        int t = tg[n];
+                        if (t < 0) return;
+                        for (int j = 0; j < V; j++) h[(long)n * V + j] = -a * soft[(long)n * V + j];
+                        h[(long)n * V + t] += a;
+                    });
+                    var ht = bs.Track(be.FromHost(h, ct, N, V));
+                    be.Axpy(logits, 1f, ht);
+                }
                 var dOut = bs.A(ct, N, hOut.Cols);
                 LinBack(dOut, logits, hOut, head, headB, false);
                 Tensor dhf = dOut;

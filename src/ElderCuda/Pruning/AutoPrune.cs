@@ -7,7 +7,7 @@ namespace ElderCuda.Pruning;
 public sealed record AutoOptions
 {
     /// <summary>Stage-2 recipes to try; each is judged on held-back CE once the layers are removed.</summary>
-    public IReadOnlyList<Stage2> Recipes { get; init; } = [Stage2.None, Stage2.Finetune, Stage2.Regularize];
+    public IReadOnlyList<Stage2> Recipes { get; init; } = [Stage2.None, Stage2.Finetune, Stage2.Distill, Stage2.Regularize];
     /// <summary>Learning rates tried for fine-tuning (PRUNING.md: about 1e-4 won).</summary>
     public IReadOnlyList<double> FinetuneLrs { get; init; } = [5e-5, 1e-4, 2e-4];
     /// <summary>Learning rates tried for regularize-then-remove.</summary>
@@ -89,7 +89,7 @@ public static class AutoPrune
         foreach (var r in ao.Recipes)
         {
             if (r == Stage2.None) trials.Add((r, 0));
-            else foreach (var lr in r == Stage2.Finetune ? ao.FinetuneLrs : ao.RegularizeLrs) trials.Add((r, lr));
+            else foreach (var lr in r is Stage2.Finetune or Stage2.Distill ? ao.FinetuneLrs : ao.RegularizeLrs) trials.Add((r, lr));
         }
         Dictionary<string, float[]>? bestW = null;
         (Stage2 Recipe, double Lr, double Ce) best2 = (Stage2.None, 0, double.PositiveInfinity);
@@ -118,7 +118,7 @@ public static class AutoPrune
             else
             {
                 var opts = Elder.Stage2Options(recipe, eo, chosen) with { Lr = lr, Epochs = ao.Epochs, EvalBatch = evalBatch, KeepBestEpoch = true };
-                if (recipe == Stage2.Finetune) foreach (var l in chosen) m.Skip[l] = true;
+                if (recipe is Stage2.Finetune or Stage2.Distill) foreach (var l in chosen) m.Skip[l] = true;
                 var tr = Trainer.Train(m, calib, opts, $"auto-{recipe.ToString().ToLowerInvariant()}-lr{lr:G3}", ckpt, $"auto.trial.{ti}", log, ct);
                 foreach (var l in chosen) m.Skip[l] = false;
                 trial = new Stage2Trial(recipe.ToString().ToLowerInvariant(), lr, ao.Epochs, tr.BestEpoch, tr.BestHeldBackCe, tr.HeldBackCe);

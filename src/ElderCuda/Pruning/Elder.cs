@@ -5,11 +5,17 @@ using ElderCuda.Training;
 
 namespace ElderCuda.Pruning;
 
-public enum Stage2 { Regularize, Finetune, None }
+/// <summary>
+/// Stage 2 recipes: the paper's difference regularization then removal; removal then fine-tuning on CE;
+/// removal then fine-tuning with distillation from the dense model (CE mixed with its soft targets); none.
+/// </summary>
+public enum Stage2 { Regularize, Finetune, Distill, None }
 public enum GateChoice { Output, Branch, Auto }
 
 public sealed record ElderOptions
 {
+    /// <summary>Stage 2 `distill`: weight α of the dense model's soft targets (1 − α on the hard targets).</summary>
+    public double DistillWeight { get; init; } = 0.5;
     public GateChoice Form { get; init; } = GateChoice.Output;
     public double Lambda1 { get; init; } = 5e-3;
     public double GateLr { get; init; } = 1e-2;
@@ -207,6 +213,7 @@ public static class Elder
             DiffRegLayers = P, DiffRegLambda = (float)o.Lambda2, DiffRegNorm = o.RegNorm, EvalRemoved = P, KeepBestEpoch = false,
         },
         Stage2.Finetune => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false },
+        Stage2.Distill => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false, DistillWeight = (float)o.DistillWeight },
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 
@@ -226,9 +233,10 @@ public static class Elder
                 m.RemoveLayers(P.ToList());
                 break;
             case Stage2.Finetune:
+            case Stage2.Distill:
                 // removed = identity-skipped while training (the same function as deleting them), deleted after
                 foreach (var l in P) m.Skip[l] = true;
-                tr = Trainer.Train(m, calib, overrideOptions ?? Stage2Options(s, o, P), "stage2-finetune", ckpt, key, log, ct);
+                tr = Trainer.Train(m, calib, overrideOptions ?? Stage2Options(s, o, P), $"stage2-{s.ToString().ToLowerInvariant()}", ckpt, key, log, ct);
                 foreach (var l in P) m.Skip[l] = false;
                 m.RemoveLayers(P.ToList());
                 break;

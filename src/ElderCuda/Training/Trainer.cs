@@ -26,6 +26,11 @@ public sealed record TrainOptions
     /// <summary>Keep the weights of the epoch with the lowest held-back CE (epochs chosen on held-back data).</summary>
     public bool KeepBestEpoch { get; init; } = true;
     public int EvalBatch { get; init; } = 8;
+    /// <summary>
+    /// Distillation weight α: train on (1 − α)·CE + α·CE(soft targets of the dense model), the teacher being
+    /// the checkpoint the model was loaded from (model.SourceDir). 0 = plain CE.
+    /// </summary>
+    public float DistillWeight { get; init; }
 }
 
 public sealed record StepLog(string Phase, int Round, int Step, double Lr, double Loss, double Ce, double Reg);
@@ -48,6 +53,23 @@ public sealed class TrainResult
 /// </summary>
 public static class Trainer
 {
+    /// <summary>softmax of the teacher's logits, row by row (temperature 1), in float64 per row.</summary>
+    internal static float[] TeacherProbabilities(CausalLM teacher, TokenBatch batch)
+    {
+        var logits = teacher.Step(batch, new StepOptions { KeepLogits = true }).Logits!;
+        int V = teacher.Config.VocabSize, N = logits.Length / V;
+        Parallel.For(0, N, n =>
+        {
+            var row = logits.AsSpan(n * V, V);
+            float max = float.NegativeInfinity;
+            foreach (var v in row) if (v > max) max = v;
+            double sum = 0;
+            for (int j = 0; j < V; j++) sum += Math.Exp(row[j] - max);
+            for (int j = 0; j < V; j++) row[j] = (float)(Math.Exp(row[j] - max) / sum);
+        });
+        return logits;
+    }
+
     public static TrainResult Train(CausalLM model, CalibrationData calib, TrainOptions o, string phase,
         RunCheckpoint? ckpt = null, string key = "train", Action<string>? log = null, CancellationToken ct = default)
     {
@@ -62,6 +84,8 @@ public static class Trainer
             };
         model.EnsureGrads();
         using var opt = new AdamWOptimizer(model.Backend, model.Parameters) { WeightDecay = o.WeightDecay };
+        // the dense teacher for distillation: the checkpoint as loaded, never trained
+        using var teacher = o.DistillWeight > 0 ? CausalLM.Load(model.SourceDir, model.Backend) : null;
         int n = calib.Train.Count;
         int stepsPerEpoch = (n + o.Batch - 1) / o.Batch;
         var sched = new LrSchedule(o.Lr, stepsPerEpoch * o.Epochs, (int)Math.Ceiling(o.WarmupFraction * stepsPerEpoch * o.Epochs), 0, o.Cosine);
@@ -103,10 +127,12 @@ public static class Trainer
                 ct.ThrowIfCancellationRequested();
                 int c = Math.Min(o.Batch, n - i);
                 model.ZeroGrads();
-                var r = model.Step(PruneUtil.Batch(calib.Train, order, i, c), new StepOptions
+                var batch = PruneUtil.Batch(calib.Train, order, i, c);
+                var r = model.Step(batch, new StepOptions
                 {
                     Backward = true, WeightGrads = true,
                     DiffRegLayers = P.Count > 0 ? P : null, DiffRegLambda = o.DiffRegLambda, DiffRegNorm = o.DiffRegNorm,
+                    SoftTargets = teacher is null ? null : TeacherProbabilities(teacher, batch), SoftTargetWeight = o.DistillWeight,
                 });
                 int step = opt.StepCount + 1;
                 double lr = sched.At(step);

@@ -1,0 +1,91 @@
+using ElderCuda.Backends.Cpu;
+using ElderCuda.Model;
+
+namespace ElderCuda.Tests.Model;
+
+/// <summary>
+/// Stage 2 `distill`: the logits gradient of (1 − α)·CE(hard) + α·CE(soft targets), checked against a
+/// closed form (one-hot soft targets are the hard targets) and against finite differences of the
+/// mixed loss computed here on the host in float64 from the model's logits.
+/// </summary>
+public class DistillationTests
+{
+    static float[] Grad(CausalLM m, string name)
+    {
+        var g = new float[m.Get(name).Grad!.Count];
+        m.Backend.ToHost(m.Get(name).Grad!, g);
+        return g;
+    }
+
+    [Fact]
+    public void OneHotSoftTargetsGiveTheCrossEntropyGradient()
+    {
+        using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new CpuBackend());
+        var batch = GateGradientTests.Batch("llama-gqa");
+        int V = m.Config.VocabSize, N = batch.Ids.Length;
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true });
+        var plain = Grad(m, "model.layers.1.mlp.up_proj.weight");
+        var onehot = new float[(long)N * V];
+        for (int b = 0; b < batch.B; b++)
+            for (int t = 0; t < batch.T - 1; t++) onehot[(long)(b * batch.T + t) * V + batch.Ids[b * batch.T + t + 1]] = 1f;
+        m.ZeroGrads();
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = onehot, SoftTargetWeight = 0.7f });
+        var mixed = Grad(m, "model.layers.1.mlp.up_proj.weight");
+        Assert.True(Rel.Error(mixed, plain) < 1e-6, $"rel err {Rel.Error(mixed, plain):E2}");
+    }
+
+    [Fact]
+    public void MixedLossGradientMatchesFiniteDifferences()
+    {
+        using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new CpuBackend());
+        var batch = GateGradientTests.Batch("llama-gqa");
+        int V = m.Config.VocabSize, N = batch.Ids.Length;
+        const float alpha = 0.6f;
+        // arbitrary soft targets (a fixed random distribution per row)
+        var rng = new Random(3);
+        var soft = new float[(long)N * V];
+        for (int n = 0; n < N; n++)
+        {
+            double sum = 0;
+            for (int j = 0; j < V; j++) { soft[(long)n * V + j] = (float)Math.Exp(2 * rng.NextDouble()); sum += soft[(long)n * V + j]; }
+            for (int j = 0; j < V; j++) soft[(long)n * V + j] = (float)(soft[(long)n * V + j] / sum);
+        }
+        // the mixed loss from logits, in float64: mean over predicted rows of −(1−α)·log q[y] − α·Σ p log q
+        double Loss()
+        {
+            var lg = m.Step(batch, new StepOptions { KeepLogits = true }).Logits!;
+            double total = 0; int count = 0;
+            for (int b = 0; b < batch.B; b++)
+                for (int t = 0; t < batch.T - 1; t++)
+                {
+                    int n = b * batch.T + t, y = batch.Ids[n + 1];
+                    double max = double.NegativeInfinity;
+                    for (int j = 0; j < V; j++) max = Math.Max(max, lg[(long)n * V + j]);
+                    double z = 0; for (int j = 0; j < V; j++) z += Math.Exp(lg[(long)n * V + j] - max);
+                    double lse = max + Math.Log(z), softCe = 0;
+                    for (int j = 0; j < V; j++) softCe -= soft[(long)n * V + j] * (lg[(long)n * V + j] - lse);
+                    total += (1 - alpha) * (lse - lg[(long)n * V + y]) + alpha * softCe;
+                    count++;
+                }
+            return total / count;
+        }
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = alpha });
+        foreach (var (name, idx) in new[] { ("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40) })
+        {
+            var g = Grad(m, name);
+            var w = m.ReadParameter(name);
+            float w0 = w[idx];
+            // Richardson-extrapolated central differences (see GateGradientTests for the error budget)
+            double D(double h)
+            {
+                w[idx] = (float)(w0 + h); m.WriteParameter(name, w); double lp = Loss();
+                w[idx] = (float)(w0 - h); m.WriteParameter(name, w); double lm = Loss();
+                return (lp - lm) / (2 * h);
+            }
+            double numeric = (4 * D(1e-2) - D(2e-2)) / 3;
+            w[idx] = w0; m.WriteParameter(name, w);
+            double scale = Math.Max(Math.Abs(g[idx]), 1e-2);
+            Assert.True(Math.Abs(g[idx] - numeric) / scale < 1e-3, $"{name}[{idx}]: analytic {g[idx]:G6} vs finite difference {numeric:G6}");
+        }
+    }
+}
