@@ -47,7 +47,7 @@ public static class DemoCommand
                 ("sleb", ["--method", "sleb", "--no-dense-eval"]),
                 ("elder", ["--method", "elder", "--no-dense-eval"]),
                 ("auto", small
-                    ? ["--method", "auto", "--no-dense-eval", "--auto-recipes", "none,finetune", "--auto-ft-lrs", "1e-4", "--auto-epochs", "2"]
+                    ? ["--method", "auto", "--no-dense-eval", "--auto-recipes", "none,finetune,distill", "--auto-ft-lrs", "1e-4", "--auto-epochs", "2"]
                     : ["--method", "auto", "--no-dense-eval"]),
             };
             var rows = new List<(string method, string removed, double ppl, double secs)>();
