@@ -38,7 +38,8 @@ public class SafetensorsFuzzTests : SafetensorsTempDirTest
         switch (mode)
         {
             case 0: // flip bits anywhere
-                for (int i = 0; i < noise.Length; i++) b[(pos + i * 7919) % len] ^= (byte)(noise[i] | 1);
+                // long arithmetic: pos can be near int.MaxValue, and an int sum would wrap to a negative index
+                for (int i = 0; i < noise.Length; i++) b[(int)(((long)pos + (long)i * 7919) % len)] ^= (byte)(noise[i] | 1);
                 return b;
             case 1: // truncate
                 return b[..(pos % len)];
@@ -46,7 +47,7 @@ public class SafetensorsFuzzTests : SafetensorsTempDirTest
                 for (int i = 0; i < noise.Length && pos % len + i < len; i++) b[pos % len + i] = noise[i];
                 return b;
             case 3: // overwrite inside the header with JSON-ish characters, to reach the field checks
-                for (int i = 0; i < noise.Length; i++) b[8 + (pos + i) % headerLength] = JsonChars[noise[i] % JsonChars.Length];
+                for (int i = 0; i < noise.Length; i++) b[8 + (int)(((long)pos + i) % headerLength)] = JsonChars[noise[i] % JsonChars.Length];
                 return b;
             case 4: // damage the length prefix
                 b[pos % 8] = noise[0];

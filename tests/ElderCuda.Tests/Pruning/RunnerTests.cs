@@ -41,7 +41,7 @@ public class RunnerTests
         if (method == PruneMethod.Auto)
         {
             Assert.Equal(4, report.Candidates.Count); // elder-output, elder-branch, sleb, shortgpt
-            Assert.Equal(3, report.Stage2Trials.Count); // none, finetune, regularize
+            Assert.Equal(4, report.Stage2Trials.Count); // none, finetune, distill, regularize
             // the chosen stage 2 is the trial with the lowest held-back CE, and that is what the model now gives
             Assert.Equal(report.Stage2Trials.Min(t => t.HeldBackCe), report.HeldBackCePruned!.Value, 9);
         }
