@@ -1,7 +1,20 @@
 namespace ElderCuda.IO.Tokenization;
 
 /// <summary>An entry of tokenizer.json "added_tokens" (or a SentencePiece control piece).</summary>
-internal sealed record AddedToken(int Id, string Content, bool Special, bool LStrip = false, bool RStrip = false, bool SingleWord = false);
+internal sealed record AddedToken(int Id, string Content, bool Special, bool LStrip = false, bool RStrip = false, bool SingleWord = false)
+{
+    /// <summary>id → token text over the vocabulary and the added tokens (which win); its length is the vocabulary size.</summary>
+    public static string?[] IdToToken(IReadOnlyDictionary<string, int> vocab, IEnumerable<AddedToken> added)
+    {
+        int max = -1;
+        foreach (var id in vocab.Values) max = Math.Max(max, id);
+        foreach (var t in added) max = Math.Max(max, t.Id);
+        var table = new string?[max + 1];
+        foreach (var (tok, id) in vocab) table[id] = tok;
+        foreach (var t in added) table[t.Id] = t.Content;
+        return table;
+    }
+}
 
 /// <summary>
 /// Splits text on added tokens before the model sees it, as HF tokenizers does: leftmost match first,

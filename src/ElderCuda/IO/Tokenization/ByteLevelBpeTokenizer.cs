@@ -53,13 +53,8 @@ internal sealed class ByteLevelBpeTokenizer : ITextTokenizer
         _vocab = vocab;
         _merges = new BpeMergeTable(source, vocab, merges);
 
-        int max = -1;
-        foreach (var id in vocab.Values) max = Math.Max(max, id);
-        foreach (var t in addedTokens) max = Math.Max(max, t.Id);
-        VocabSize = max + 1;
-        _idToToken = new string?[VocabSize];
-        foreach (var (tok, id) in vocab) _idToToken[id] = tok;
-        foreach (var t in addedTokens) _idToToken[t.Id] = t.Content;
+        _idToToken = AddedToken.IdToToken(vocab, addedTokens);
+        VocabSize = _idToToken.Length;
     }
 
     public int[] Encode(string text)

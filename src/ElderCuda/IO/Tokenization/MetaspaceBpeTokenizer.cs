@@ -45,13 +45,8 @@ internal sealed class MetaspaceBpeTokenizer : ITextTokenizer
         _merges = new BpeMergeTable(path, vocab, merges);
         _splitter = new AddedTokenSplitter(added);
         foreach (var t in added) _added[t.Content] = t.Id;
-        int max = -1;
-        foreach (var id in vocab.Values) max = Math.Max(max, id);
-        foreach (var t in added) max = Math.Max(max, t.Id);
-        VocabSize = max + 1;
-        _idToToken = new string?[VocabSize];
-        foreach (var (tok, id) in vocab) _idToToken[id] = tok;
-        foreach (var t in added) _idToToken[t.Id] = t.Content;
+        _idToToken = AddedToken.IdToToken(vocab, added);
+        VocabSize = _idToToken.Length;
     }
 
     public static MetaspaceBpeTokenizer FromJson(string path, Dictionary<string, int> vocab, List<(string, string)> merges,
