@@ -20,8 +20,8 @@ __device__ __forceinline__ void load_tile(float* dst, int LD, const T* src, long
     }
 }
 
-template <typename T, int HD, int BR, int BC>
-__device__ void attention_fwd(T* out, float* lse, const T* q, const T* k, const T* v,
+template <typename T, typename TO, int HD, int BR, int BC>
+__device__ void attention_fwd(TO* out, float* lse, const T* q, const T* k, const T* v,
                               int B, int T_, int nH, int nKv, int hd, float scale) {
     constexpr int RM = BR / 16, CN = BC / 16, DJ = HD / 16;
     extern __shared__ float smem[];
@@ -137,8 +137,8 @@ __device__ void attention_fwd(T* out, float* lse, const T* q, const T* k, const 
 }
 
 // D[b,h,t] = Σ_d dOut·out (the rowsum term of the softmax backward). One warp per (b, t, h).
-template <typename T>
-__device__ void attention_bwd_prep(float* Dv, const T* dOut, const T* out, int B, int T_, int nH, int hd) {
+template <typename T, typename TO>
+__device__ void attention_bwd_prep(float* Dv, const T* dOut, const TO* out, int B, int T_, int nH, int hd) {
     const long long w = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31;
     if (w >= (long long)B * T_ * nH) return;
@@ -303,7 +303,7 @@ __device__ void attention_bwd(float* dqAcc, T* dk, T* dv, const T* dOut, const T
 #define ATT(S, T, HD, BR, BC) \
 extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_fwd_##S##_hd##HD( \
     T* out, float* lse, const T* q, const T* k, const T* v, int B, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_fwd<T, HD, BR, BC>(out, lse, q, k, v, B, T_, nH, nKv, hd, scale); } \
+{ attention_fwd<T, T, HD, BR, BC>(out, lse, q, k, v, B, T_, nH, nKv, hd, scale); } \
 extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_bwd_##S##_hd##HD( \
     float* dqAcc, T* dk, T* dv, const T* dOut, const T* q, const T* k, const T* v, const float* lse, const float* Dv, \
     int B, int T_, int nH, int nKv, int hd, float scale) \
@@ -314,9 +314,22 @@ ATT(S, T, 64, 64, 64) \
 ATT(S, T, 128, 64, 64) \
 ATT(S, T, 256, 32, 32) \
 extern "C" __global__ void attention_bwd_prep_##S(float* Dv, const T* dOut, const T* out, int B, int T_, int nH, int hd) \
-{ attention_bwd_prep<T>(Dv, dOut, out, B, T_, nH, hd); }
+{ attention_bwd_prep<T, T>(Dv, dOut, out, B, T_, nH, hd); }
 ATT_ALL(f32, float)
 ATT_ALL(bf16, bf16)
+
+// bf16 inputs, fp32 output. The model keeps the attention output in fp32 in BF16 mode because the
+// backward's D = rowsum(dO ⊙ O) is a small difference in models whose values are bias-dominated
+// (O ≈ b_v): a bf16-rounded O puts an error of 2⁻⁹·|dO·b_v| into dP − D (see bench/RESULTS.md).
+#define ATT_F32OUT(HD, BR, BC) \
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_fwd_bf16_f32out_hd##HD( \
+    float* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_fwd<bf16, float, HD, BR, BC>(out, lse, q, k, v, B, T_, nH, nKv, hd, scale); }
+ATT_F32OUT(64, 64, 64)
+ATT_F32OUT(128, 64, 64)
+ATT_F32OUT(256, 32, 32)
+extern "C" __global__ void attention_bwd_prep_bf16_f32out(float* Dv, const bf16* dOut, const float* out, int B, int T_, int nH, int hd)
+{ attention_bwd_prep<bf16, float>(Dv, dOut, out, B, T_, nH, hd); }
 
 // ================================================================================================
 // BF16 tensor-core path (sm_80+): the same algorithm with mma.sync.m16n8k16 (bf16 operands, fp32
@@ -338,6 +351,9 @@ __device__ __forceinline__ void mma16816(float* c, const unsigned* a, unsigned b
 __device__ __forceinline__ unsigned pack2(float lo, float hi) {
     return (unsigned)from_f32<bf16>(lo).bits | ((unsigned)from_f32<bf16>(hi).bits << 16);
 }
+// two adjacent outputs (col, col+1) of a row: one 32-bit bf16 pair, or one float2
+__device__ __forceinline__ void store_pair(bf16* p, float a, float b) { *(unsigned*)p = pack2(a, b); }
+__device__ __forceinline__ void store_pair(float* p, float a, float b) { *(float2*)p = make_float2(a, b); }
 __device__ __forceinline__ unsigned pack16(unsigned short lo, unsigned short hi) { return (unsigned)lo | ((unsigned)hi << 16); }
 // 32-bit word holding elements (col, col+1) of a bf16 row in shared memory
 __device__ __forceinline__ unsigned lds32(const unsigned short* base, int ld, int row, int col) {
@@ -376,8 +392,8 @@ __device__ __forceinline__ void load_tile_bf16_t(unsigned short* dst, int LD, un
 #define TC_THREADS 128
 
 // Forward: block = 4 warps × 16 query rows = 64 queries, key tiles of 64; K, V tiles in shared memory.
-template <int HD>
-__device__ void attention_fwd_tc(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+template <int HD, typename TO>
+__device__ void attention_fwd_tc(TO* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                                  int B, int T_, int nH, int nKv, float scale) {
     constexpr int BR = 64, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8, LT = BC + 8;
     __shared__ __align__(16) unsigned short Ks[BC * LD];
@@ -463,15 +479,15 @@ __device__ void attention_fwd_tc(bf16* out, float* lse, const bf16* q, const bf1
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     const float i0 = 1.f / l0, i1 = 1.f / l1;
     if (r0 < T_) {
-        unsigned* p = (unsigned*)(out + ((long long)b * T_ + r0) * qs + (long long)h * HD);
+        TO* p = out + ((long long)b * T_ + r0) * qs + (long long)h * HD;
 #pragma unroll
-        for (int dn = 0; dn < DN; dn++) p[dn * 4 + t] = pack2(o[dn][0] * i0, o[dn][1] * i0);
+        for (int dn = 0; dn < DN; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][0] * i0, o[dn][1] * i0);
         if (t == 0) lse[((long long)b * nH + h) * T_ + r0] = m0 + logf(l0);
     }
     if (r1 < T_) {
-        unsigned* p = (unsigned*)(out + ((long long)b * T_ + r1) * qs + (long long)h * HD);
+        TO* p = out + ((long long)b * T_ + r1) * qs + (long long)h * HD;
 #pragma unroll
-        for (int dn = 0; dn < DN; dn++) p[dn * 4 + t] = pack2(o[dn][2] * i1, o[dn][3] * i1);
+        for (int dn = 0; dn < DN; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][2] * i1, o[dn][3] * i1);
         if (t == 0) lse[((long long)b * nH + h) * T_ + r1] = m1 + logf(l1);
     }
 }
@@ -628,7 +644,10 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
 #define ATT_TC(HD) \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc_hd##HD( \
     bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_fwd_tc<HD>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
+{ attention_fwd_tc<HD, bf16>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc_f32out_hd##HD( \
+    float* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_fwd_tc<HD, float>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_bwd_bf16_tc_hd##HD( \
     float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, \
     int B, int T_, int nH, int nKv, int hd, float scale) \

@@ -137,7 +137,11 @@ public sealed partial class CausalLM
             be.Rope(a.Q, cos, sin, T, c.NumHeads, c.HeadDim, c.RotaryDim, inverse: false);
             be.Rope(a.K, cos, sin, T, c.NumKvHeads, c.HeadDim, c.RotaryDim, inverse: false);
         }
-        a.Att = s.A(ct, N, c.QDim); a.Lse = s.A(DType.F32, B, c.NumHeads, T);
+        // The attention output is kept in fp32 whatever the compute type: its backward forms
+        // D = rowsum(dO ⊙ O), and dP − D is a small difference where values are bias-dominated (O ≈ b_v),
+        // so a bf16 O costs most of the q/k gradients' precision (bench/RESULTS.md, "BF16 gradients").
+        // The o_proj GEMM still reads it as bf16.
+        a.Att = s.A(DType.F32, N, c.QDim); a.Lse = s.A(DType.F32, B, c.NumHeads, T);
         be.Attention(a.Att, a.Lse, a.Q, a.K, a.V, B, T, c.NumHeads, c.NumKvHeads, c.HeadDim, AttentionScale);
         var o = s.A(ct, N, d);
         Lin(o, a.Att, lp.O, lp.Ob);

@@ -151,39 +151,40 @@ public class CudaOpParityTests
         }
     }
 
-    public static TheoryData<DType, bool, int, int, int, int, int> AttentionCases()
+    public static TheoryData<DType, bool, bool, int, int, int, int, int> AttentionCases()
     {
-        var t = new TheoryData<DType, bool, int, int, int, int, int>();
-        // (dtype, tensor cores, B, T, heads, kv heads, head dim); tensor cores only exist for BF16
-        foreach (var (d, tc) in new[] { (DType.F32, false), (DType.BF16, false), (DType.BF16, true) })
+        var t = new TheoryData<DType, bool, bool, int, int, int, int, int>();
+        // (dtype, tensor cores, fp32 output, B, T, heads, kv heads, head dim); tensor cores only exist for
+        // BF16; BF16 inputs with an fp32 output are what the model uses (CausalLM keeps O in fp32)
+        foreach (var (d, tc, f32Out) in new[] { (DType.F32, false, false), (DType.BF16, false, false), (DType.BF16, true, false), (DType.BF16, false, true), (DType.BF16, true, true) })
         {
-            t.Add(d, tc, 2, 67, 4, 2, 16);
-            t.Add(d, tc, 1, 67, 4, 4, 32);
-            t.Add(d, tc, 2, 37, 8, 2, 64);
-            t.Add(d, tc, 1, 130, 4, 1, 80);
-            t.Add(d, tc, 1, 67, 6, 2, 128);
-            t.Add(d, tc, 1, 200, 4, 4, 96);
-            if (!tc) t.Add(d, tc, 1, 45, 2, 1, 256);
+            t.Add(d, tc, f32Out, 2, 67, 4, 2, 16);
+            t.Add(d, tc, f32Out, 1, 67, 4, 4, 32);
+            t.Add(d, tc, f32Out, 2, 37, 8, 2, 64);
+            t.Add(d, tc, f32Out, 1, 130, 4, 1, 80);
+            t.Add(d, tc, f32Out, 1, 67, 6, 2, 128);
+            t.Add(d, tc, f32Out, 1, 200, 4, 4, 96);
+            if (!tc) t.Add(d, tc, f32Out, 1, 45, 2, 1, 256);
         }
         return t;
     }
 
     [Theory, MemberData(nameof(AttentionCases))]
-    public void Attention(DType d, bool tensorCores, int B, int T, int H, int Hkv, int hd)
+    public void Attention(DType d, bool tensorCores, bool f32Out, int B, int T, int H, int Hkv, int hd)
     {
         var p = new Parity(d, 6 + hd);
         p.Gpu.TensorCoreAttention = tensorCores;
-        try { AttentionCase(p, d, B, T, H, Hkv, hd, tensorCores ? " tc" : ""); }
+        try { AttentionCase(p, d, f32Out ? DType.F32 : d, B, T, H, Hkv, hd, (tensorCores ? " tc" : "") + (f32Out ? " f32out" : "")); }
         finally { p.Gpu.TensorCoreAttention = true; }
     }
 
-    static void AttentionCase(Parity p, DType d, int B, int T, int H, int Hkv, int hd, string path)
+    static void AttentionCase(Parity p, DType d, DType od, int B, int T, int H, int Hkv, int hd, string path)
     {
         int N = B * T; float scale = 1f / MathF.Sqrt(hd);
         var (gq, cq) = p.Both(p.Rand(N * H * hd, 2f), d, N, H * hd);
         var (gk, ck) = p.Both(p.Rand(N * Hkv * hd, 2f), d, N, Hkv * hd);
         var (gv, cv) = p.Both(p.Rand(N * Hkv * hd), d, N, Hkv * hd);
-        var go = p.Poisoned(d, N, H * hd); var co = p.Cpu.Alloc(DType.F32, N, H * hd);
+        var go = p.Poisoned(od, N, H * hd); var co = p.Cpu.Alloc(DType.F32, N, H * hd);
         var gl = p.Poisoned(DType.F32, B, H, T); var cl = p.Cpu.Alloc(DType.F32, B, H, T);
         p.Gpu.Attention(go, gl, gq, gk, gv, B, T, H, Hkv, hd, scale); p.Cpu.Attention(co, cl, cq, ck, cv, B, T, H, Hkv, hd, scale);
         string tag = $"hd={hd} H={H}/{Hkv}{path}";
@@ -192,7 +193,7 @@ public class CudaOpParityTests
 
         // backward from the same (CPU) forward outputs so only the backward kernel is measured
         var coh = p.Host(p.Cpu, co); var clh = p.Host(p.Cpu, cl);
-        var go2 = p.Gpu.FromHost(coh, d, N, H * hd); var gl2 = p.Gpu.FromHost(clh, DType.F32, B, H, T);
+        var go2 = p.Gpu.FromHost(coh, od, N, H * hd); var gl2 = p.Gpu.FromHost(clh, DType.F32, B, H, T);
         var (gdo, cdo) = p.Both(p.Rand(N * H * hd), d, N, H * hd);
         var gdq = p.Poisoned(d, N, H * hd); var gdk = p.Poisoned(d, N, Hkv * hd); var gdv = p.Poisoned(d, N, Hkv * hd);
         var cdq = p.Cpu.Alloc(DType.F32, N, H * hd); var cdk = p.Cpu.Alloc(DType.F32, N, Hkv * hd); var cdv = p.Cpu.Alloc(DType.F32, N, Hkv * hd);

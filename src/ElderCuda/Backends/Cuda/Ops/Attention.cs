@@ -35,20 +35,24 @@ public sealed partial class CudaBackend
     public void Attention(Tensor output, Tensor lse, Tensor q, Tensor k, Tensor v, int B, int T, int nHeads, int nKvHeads, int headDim, float scale)
     {
         CheckAttention(q, k, v, B, T, nHeads, nKvHeads, headDim);
-        NeedFloat(q, "Attention", "q"); Need(output, q.DType, "Attention", "output"); Need(lse, DType.F32, "Attention", "lse");
+        NeedFloat(q, "Attention", "q"); Need(lse, DType.F32, "Attention", "lse");
+        // bf16 inputs may write an fp32 output (the model's BF16 policy: see kernels/attention.cu)
+        bool f32Out = q.DType == DType.BF16 && output.DType == DType.F32;
+        if (!f32Out) Need(output, q.DType, "Attention", "output");
+        string outSfx = f32Out ? "_f32out" : "";
         if (B == 0 || T == 0) return;
         var temps = new List<Tensor>();
         var kk = As(k, q.DType, temps); var vv = As(v, q.DType, temps);
         if (UseTc(q.DType, headDim))
         {
-            Launch("attention", $"attention_fwd_bf16_tc_hd{headDim}", ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), 0,
+            Launch("attention", $"attention_fwd_bf16_tc{outSfx}_hd{headDim}", ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), 0,
                 P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
             Free(temps);
             return;
         }
         var (hdMax, br, bc) = AttentionTiles(headDim);
         uint smem = (uint)(((br + bc) * (headDim + 1) + br * (bc + 1)) * 4);
-        Launch("attention", $"attention_fwd_{Sfx(q.DType)}_hd{hdMax}", ((uint)((T + br - 1) / br), (uint)nHeads, (uint)B), (256, 1, 1), smem,
+        Launch("attention", $"attention_fwd_{Sfx(q.DType)}{outSfx}_hd{hdMax}", ((uint)((T + br - 1) / br), (uint)nHeads, (uint)B), (256, 1, 1), smem,
             P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
         Free(temps);
     }
@@ -63,10 +67,13 @@ public sealed partial class CudaBackend
         SameCount(dq, q, "AttentionBackward");
         if (B == 0 || T == 0) return;
         var temps = new List<Tensor>();
-        var kk = As(k, d, temps); var vv = As(v, d, temps); var g = As(dOut, d, temps); var o = As(output, d, temps);
+        var kk = As(k, d, temps); var vv = As(v, d, temps); var g = As(dOut, d, temps);
+        // an fp32 output (BF16 policy) is read as it is: D is computed from the unrounded O
+        bool f32Out = d == DType.BF16 && output.DType == DType.F32;
+        var o = f32Out ? output : As(output, d, temps);
         var D = Temp(DType.F32, temps, B, nHeads, T);
         long rows = (long)B * T * nHeads;
-        Launch("attention", $"attention_bwd_prep_{Sfx(d)}", ((uint)((rows * 32 + 255) / 256), 1, 1), (256, 1, 1), 0,
+        Launch("attention", $"attention_bwd_prep_{Sfx(d)}{(f32Out ? "_f32out" : "")}", ((uint)((rows * 32 + 255) / 256), 1, 1), (256, 1, 1), 0,
             P(D), P(g), P(o), B, T, nHeads, headDim);
         var dqAcc = dq.DType == DType.F32 ? dq : Temp(DType.F32, temps, dq.Shape);
         Zero(dqAcc);

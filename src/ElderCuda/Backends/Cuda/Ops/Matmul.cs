@@ -37,13 +37,22 @@ public sealed partial class CudaBackend
             beta, P(C), CudaType(C.DType), ldc, Cublas.CUBLAS_COMPUTE_32F);
     }
 
+    /// <summary>
+    /// The operand dtype of a product with weight <paramref name="w"/>: a bf16/f16 weight multiplies in its
+    /// own dtype (F32 activations are cast to it, so the GEMM stays on tensor cores); an F32 weight takes the
+    /// activation's dtype, as before.
+    /// </summary>
+    static DType GemmOperand(Tensor w, Tensor x) => w.DType is DType.BF16 or DType.F16 ? w.DType : x.DType;
+
     public void Matmul(Tensor output, Tensor x, Tensor w, Tensor? bias, bool accumulate = false)
     {
         int N = x.Rows, I = x.Cols, O = w.Rows;
         if (w.Cols != I || output.Cols != O || output.Rows != N)
             throw new ArgumentException($"matmul shapes: out {output} = x {x} · W {w}ᵀ");
         var temps = new List<Tensor>();
-        var wt = As(w, x.DType, temps);
+        var od = GemmOperand(w, x);
+        var wt = As(w, od, temps);
+        x = As(x, od, temps);
         if (GemmSupports(x.DType, output.DType))
         {
             Gemm(Cublas.OP_T, Cublas.OP_N, O, N, I, wt, I, x, I, accumulate ? 1f : 0f, output, O);
@@ -66,7 +75,9 @@ public sealed partial class CudaBackend
         if (w.Rows != O || x.Cols != I || x.Rows != N)
             throw new ArgumentException($"matmul backward shapes: dOut {dOut}, x {x}, W {w}");
         var temps = new List<Tensor>();
-        var g = As(dOut, x.DType, temps);
+        var od = GemmOperand(w, x);
+        x = As(x, od, temps);
+        var g = As(dOut, od, temps);
         if (dx is not null)
         {
             if (dx.Rows != N || dx.Cols != I) throw new ArgumentException($"dx {dx} does not match x {x}");
