@@ -5,13 +5,16 @@ namespace ElderCuda.Tests.Cuda;
 
 /// <summary>
 /// Whole-model forward and backward on the GPU against transformers' float64 goldens, mirroring
-/// <see cref="GoldenParityTests"/>: F32 mode logits and every parameter gradient &lt; 1e-4;
-/// BF16 mode: logits &lt; 1e-2, every parameter gradient &lt; 3e-2 (DESIGN.md §7), per tensor.
-/// Known failure (H100, 2026-11-22): in BF16 mode OPT's q/k projection gradients reach 0.38 and Phi's
-/// 0.17–0.24 (every tensor is under 1e-4 in F32 mode). In these random-weight fixtures the q/k biases
-/// dominate the projections, so those gradients are small differences of large bf16-rounded
-/// activations; storing q/k (and their gradients) in bf16 between ops loses them. The fix is a
-/// mixed-storage policy (fp32 q/k around attention); until it lands these two cases fail on a GPU.
+/// <see cref="GoldenParityTests"/>: F32 mode logits and every parameter gradient &lt; 1e-4.
+/// BF16 mode (DESIGN.md §7, "CUDA bf16 vs CPU"): logits &lt; 1e-2 and all gradients together &lt; 3e-2
+/// against the goldens, and every gradient tensor &lt; 3e-2 against the CPU engine in float32 on the same
+/// bf16-rounded weights. The fixtures' weights are float32; rounding them to bf16 alone moves OPT's
+/// fc1/final_layer_norm gradients by up to 5% in exact arithmetic (Bf16PrecisionPolicyTests), which is
+/// the model changing, not the engine's error.
+/// Known failure (H100, 2026-11-22, before the fp32 attention output): OPT's q/k gradients 0.38, Phi's
+/// 0.17–0.24. The CPU emulation of BF16 storage reproduces them (0.79, 0.25) and puts them at 0.077 and
+/// 0.055 with the attention output in fp32, which is now the model's policy: still over 3e-2, so OPT
+/// and Phi are expected to fail here until the remaining bf16 storage is dealt with.
 /// </summary>
 [Collection("cuda")]
 public class CudaGoldenParityTests
@@ -30,6 +33,20 @@ public class CudaGoldenParityTests
         double logitTol = d == DType.F32 ? 1e-4 : 1e-2, gradTol = d == DType.F32 ? 1e-4 : 3e-2;
         var (r, m, gold, _) = GoldenParityTests.Run(family, be);
         using var _g = gold; using var _m = m;
+        // per-tensor reference in BF16 mode: the CPU engine on the same bf16-rounded weights
+        Dictionary<string, float[]>? cpuRef = null;
+        if (d != DType.F32)
+        {
+            var (_, mc, goldC, _) = GoldenParityTests.Run(family, new ElderCuda.Backends.Cpu.CpuBackend(), mm =>
+            {
+                foreach (var p in mm.Parameters)
+                {
+                    var s = ((ElderCuda.Backends.Cpu.CpuTensor)p.Value).Span;
+                    for (int i = 0; i < s.Length; i++) s[i] = DTypes.Bf16ToFloat(DTypes.FloatToBf16(s[i]));
+                }
+            });
+            using (goldC) using (mc) cpuRef = Bf16PrecisionPolicyTests.Grads(mc);
+        }
         double le = Parity.RelError(r.Logits!, gold.ReadFloat32("logits"));
         CudaFixture.Record($"model {family} logits", d, le);
         Assert.True(le < logitTol, $"{family} [{d}] logits rel err {le:E2}");
@@ -46,13 +63,14 @@ public class CudaGoldenParityTests
             var mine = new float[p.Grad!.Count];
             m.Backend.ToHost(p.Grad, mine);
             var reference = gold.ReadFloat32(g.Name);
+            var perTensorRef = cpuRef is null ? reference : cpuRef[g.Name[5..]];
             if (m.Config.RotaryDim == 0 && g.Name.EndsWith("k_proj.bias"))
             {
                 // analytically zero (softmax is shift-invariant): both sides are round-off
                 if (mine.Max(Math.Abs) >= (d == DType.F32 ? 1e-5f : 1e-3f)) failures.Add($"{g.Name}: expected ~0, max |g| = {mine.Max(Math.Abs):E2}");
                 continue;
             }
-            double e = Parity.RelError(mine, reference);
+            double e = Parity.RelError(mine, perTensorRef);
             if (e > worst) { worst = e; worstName = g.Name; }
             // DESIGN.md §7's bound holds per tensor in both modes; a known BF16 failure stays a failure
             if (!(e < gradTol)) { failures.Add($"{g.Name}: rel err {e:E2}"); loose.Add($"{g.Name} {e:E2}"); }

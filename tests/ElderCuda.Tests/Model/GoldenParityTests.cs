@@ -12,7 +12,7 @@ public class GoldenParityTests
 {
     public static TheoryData<string> Families => new(TestPaths.TinyFamilies);
 
-    internal static (StepResult r, CausalLM m, SafetensorsFile gold, TokenBatch batch) Run(string family, ElderCuda.Backends.IBackend be)
+    internal static (StepResult r, CausalLM m, SafetensorsFile gold, TokenBatch batch) Run(string family, ElderCuda.Backends.IBackend be, Action<CausalLM>? prepare = null)
     {
         var dir = TestPaths.HfTiny(family);
         var gold = SafetensorsFile.Open(Path.Combine(dir, "golden.safetensors"));
@@ -20,6 +20,7 @@ public class GoldenParityTests
         var ids = gold.ReadInt64("input_ids").Select(v => (int)v).ToArray();
         var batch = new TokenBatch(ids, info.Shape[0], info.Shape[1]);
         var m = CausalLM.Load(dir, be);
+        prepare?.Invoke(m);
         var r = m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, KeepHiddenStates = true, KeepLogits = true });
         return (r, m, gold, batch);
     }

