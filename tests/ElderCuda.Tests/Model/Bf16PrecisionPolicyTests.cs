@@ -65,8 +65,6 @@ public class Bf16PrecisionPolicyTests(ITestOutputHelper log)
     [Theory, MemberData(nameof(Families))]
     public void EveryGradientTensorMatchesTheCpuOnTheSameWeights(string family)
     {
-        if (KnownOverBound.TryGetValue(family, out var why))
-            Assert.Skip($"known defect (issue 3): in BF16 storage {family}'s {why} exceed 3e-2 even with the fp32 attention output; bench/RESULTS.md");
         var (_, mr, goldR, _) = GoldenParityTests.Run(family, new CpuBackend(), RoundWeightsToBf16);
         var (_, m, gold, _) = GoldenParityTests.Run(family, new Bf16StorageEmulator());
         using var _g = gold; using var _m = m; using var _gr = goldR; using var _mr = mr;
@@ -81,6 +79,8 @@ public class Bf16PrecisionPolicyTests(ITestOutputHelper log)
             if (!(e < 3e-2)) failures.Add($"{name} {e:E2}");
         }
         log.WriteLine($"{family}: worst gradient tensor {worst:E2}");
+        if (failures.Count > 0 && KnownOverBound.TryGetValue(family, out var why))
+            Assert.Skip($"known defect (issue 3, expected {why}): {family} in BF16 storage, with the fp32 attention output, measured: {string.Join("; ", failures)}");
         Assert.True(failures.Count == 0, $"{family}: " + string.Join("; ", failures));
     }
 }
