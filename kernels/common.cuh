@@ -35,50 +35,33 @@ template <> __device__ __forceinline__ f16 from_f32<f16>(float f) {
 template <typename T> __device__ __forceinline__ float ld(const T* p, long long i) { return to_f32(p[i]); }
 template <typename T> __device__ __forceinline__ void st(T* p, long long i, float v) { p[i] = from_f32<T>(v); }
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ double warp_sum_d(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+// Warp and block reductions for one associative op (Sum or Max) over float or double.
+struct Sum { template <typename T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; } };
+struct Max { __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); } };
 
-// Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ __forceinline__ float block_sum(float v) {
-    __shared__ float sh[32];
+template <typename T, typename Op> __device__ __forceinline__ T warp_reduce(T v, Op op) {
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, Sum()); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, Max()); }
+__device__ __forceinline__ double warp_sum_d(double v) { return warp_reduce(v, Sum()); }
+
+// Over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// identity fills the lanes past the last warp.
+template <typename T, typename Op> __device__ __forceinline__ T block_reduce(T v, Op op, T identity) {
+    __shared__ T sh[32];
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = warp_sum(v);
+    v = warp_reduce(v, op);
     __syncthreads();                       // sh may still be read by a previous call
     if (lane == 0) sh[wid] = v;
     __syncthreads();
-    v = lane < nw ? sh[lane] : 0.f;
-    return warp_sum(v);
+    v = lane < nw ? sh[lane] : identity;
+    return warp_reduce(v, op);
 }
-__device__ __forceinline__ float block_max(float v) {
-    __shared__ float sh[32];
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) sh[wid] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : -ELDR_INF;
-    return warp_max(v);
-}
-__device__ __forceinline__ double block_sum_d(double v) {
-    __shared__ double shd[32];
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = warp_sum_d(v);
-    __syncthreads();
-    if (lane == 0) shd[wid] = v;
-    __syncthreads();
-    v = lane < nw ? shd[lane] : 0.0;
-    return warp_sum_d(v);
-}
+__device__ __forceinline__ float block_sum(float v) { return block_reduce(v, Sum(), 0.f); }
+__device__ __forceinline__ float block_max(float v) { return block_reduce(v, Max(), -ELDR_INF); }
+__device__ __forceinline__ double block_sum_d(double v) { return block_reduce(v, Sum(), 0.0); }
 
 // Grid-stride loop over n elements (64-bit index: 7B-model tensors exceed 2^31 elements).
 #define GRID_STRIDE(i, n) \
