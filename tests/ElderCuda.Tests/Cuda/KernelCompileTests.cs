@@ -1,5 +1,6 @@
 using ElderCuda.Backends.Cuda;
 using ElderCuda.Backends.Cuda.Interop;
+using ElderCuda.Tensors;
 
 namespace ElderCuda.Tests.Cuda;
 
@@ -24,6 +25,36 @@ public class KernelCompileTests
         var msg = $"no libnvrtc found (tried {NativeLibraries.CandidateList(NativeLibraries.Nvrtc)}); install with .ci/install-nvrtc.sh";
         if (Environment.GetEnvironmentVariable("ELDR_REQUIRE_NVRTC") == "1") Assert.Fail(msg + " (ELDR_REQUIRE_NVRTC=1)");
         Assert.Skip(msg);
+    }
+
+    /// <summary>
+    /// Every kernel name the attention launcher can ask for (each dtype, output dtype, path and head dim it
+    /// accepts) is an entry of the compiled module, so a launch never fails to find its function on a GPU.
+    /// </summary>
+    [Fact]
+    public void EveryAttentionLaunchNameIsCompiled()
+    {
+        RequireNvrtc();
+        var ptx = System.Text.Encoding.ASCII.GetString(KernelCompiler.CompileWithNvrtc("attention", 80).Ptx);
+        var names = new List<string>();
+        foreach (var hd in new[] { 16, 32, 48, 64, 80, 96, 100, 128, 160, 256 })
+        {
+            foreach (var (d, f32Out) in new[] { (DType.F32, false), (DType.BF16, false), (DType.BF16, true) })
+            {
+                names.Add(CudaBackend.AttentionForwardKernel(d, f32Out, false, hd));
+                names.Add(CudaBackend.AttentionBackwardKernel(d, false, hd));
+                names.Add(CudaBackend.AttentionBackwardPrepKernel(d, f32Out));
+            }
+        }
+        foreach (var hd in CudaBackend.TensorCoreHeadDims)
+        {
+            names.Add(CudaBackend.AttentionForwardKernel(DType.BF16, false, true, hd));
+            names.Add(CudaBackend.AttentionForwardKernel(DType.BF16, true, true, hd));
+            names.Add(CudaBackend.AttentionBackwardKernel(DType.BF16, true, hd));
+        }
+        Assert.Contains("attention_fwd_bf16_tc_f32out_hd128", names);
+        foreach (var name in names.Distinct())
+            Assert.True(ptx.Contains(".entry " + name + "("), $"{name} is not in the compiled attention module");
     }
 
     [Fact]

@@ -14,7 +14,7 @@ public sealed partial class CudaBackend
     public bool TensorCoreAttention { get; set; } = Environment.GetEnvironmentVariable("ELDR_ATTENTION") != "simt";
 
     bool UseTc(DType d, int headDim) =>
-        TensorCoreAttention && d == DType.BF16 && Arch >= 80 && headDim is 16 or 32 or 64 or 80 or 96 or 128;
+        TensorCoreAttention && d == DType.BF16 && Arch >= 80 && TensorCoreHeadDims.Contains(headDim);
 
     /// <summary>The compiled head-dim bound and tile sizes for a head dim.</summary>
     static (int hdMax, int br, int bc) AttentionTiles(int headDim) => headDim switch
@@ -24,6 +24,18 @@ public sealed partial class CudaBackend
         <= 256 => (256, 32, 32),
         _ => throw new NotSupportedException($"attention kernels support head dims up to 256, not {headDim}"),
     };
+
+    /// <summary>Head dims the tensor-core kernels are instantiated for.</summary>
+    internal static readonly int[] TensorCoreHeadDims = [16, 32, 64, 80, 96, 128];
+
+    // Kernel names, in one place so that a test can check each against the compiled PTX without a GPU.
+    internal static string AttentionForwardKernel(DType q, bool f32Out, bool tensorCores, int headDim) => tensorCores
+        ? $"attention_fwd_bf16_tc{(f32Out ? "_f32out" : "")}_hd{headDim}"
+        : $"attention_fwd_{Sfx(q)}{(f32Out ? "_f32out" : "")}_hd{AttentionTiles(headDim).hdMax}";
+    internal static string AttentionBackwardPrepKernel(DType d, bool f32Out) => $"attention_bwd_prep_{Sfx(d)}{(f32Out ? "_f32out" : "")}";
+    internal static string AttentionBackwardKernel(DType d, bool tensorCores, int headDim) => tensorCores
+        ? $"attention_bwd_bf16_tc_hd{headDim}"
+        : $"attention_bwd_{Sfx(d)}_hd{AttentionTiles(headDim).hdMax}";
 
     static void CheckAttention(Tensor q, Tensor k, Tensor v, int B, int T, int nHeads, int nKvHeads, int headDim)
     {
@@ -39,20 +51,19 @@ public sealed partial class CudaBackend
         // bf16 inputs may write an fp32 output (the model's BF16 policy: see kernels/attention.cu)
         bool f32Out = q.DType == DType.BF16 && output.DType == DType.F32;
         if (!f32Out) Need(output, q.DType, "Attention", "output");
-        string outSfx = f32Out ? "_f32out" : "";
         if (B == 0 || T == 0) return;
         var temps = new List<Tensor>();
         var kk = As(k, q.DType, temps); var vv = As(v, q.DType, temps);
         if (UseTc(q.DType, headDim))
         {
-            Launch("attention", $"attention_fwd_bf16_tc{outSfx}_hd{headDim}", ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), 0,
+            Launch("attention", AttentionForwardKernel(q.DType, f32Out, true, headDim), ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), 0,
                 P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
             Free(temps);
             return;
         }
         var (hdMax, br, bc) = AttentionTiles(headDim);
         uint smem = (uint)(((br + bc) * (headDim + 1) + br * (bc + 1)) * 4);
-        Launch("attention", $"attention_fwd_{Sfx(q.DType)}{outSfx}_hd{hdMax}", ((uint)((T + br - 1) / br), (uint)nHeads, (uint)B), (256, 1, 1), smem,
+        Launch("attention", AttentionForwardKernel(q.DType, f32Out, false, headDim), ((uint)((T + br - 1) / br), (uint)nHeads, (uint)B), (256, 1, 1), smem,
             P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
         Free(temps);
     }
@@ -73,7 +84,7 @@ public sealed partial class CudaBackend
         var o = f32Out ? output : As(output, d, temps);
         var D = Temp(DType.F32, temps, B, nHeads, T);
         long rows = (long)B * T * nHeads;
-        Launch("attention", $"attention_bwd_prep_{Sfx(d)}{(f32Out ? "_f32out" : "")}", ((uint)((rows * 32 + 255) / 256), 1, 1), (256, 1, 1), 0,
+        Launch("attention", AttentionBackwardPrepKernel(d, f32Out), ((uint)((rows * 32 + 255) / 256), 1, 1), (256, 1, 1), 0,
             P(D), P(g), P(o), B, T, nHeads, headDim);
         var dqAcc = dq.DType == DType.F32 ? dq : Temp(DType.F32, temps, dq.Shape);
         Zero(dqAcc);
@@ -82,7 +93,7 @@ public sealed partial class CudaBackend
             // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS [32][72] (bf16); lse, D [32] (f32)
             int ld = headDim + 8;
             uint tsmem = (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 32 * 72) * 2 + 2 * 32 * 4);
-            Launch("attention", $"attention_bwd_bf16_tc_hd{headDim}", ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
+            Launch("attention", AttentionBackwardKernel(d, true, headDim), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
                 P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
             if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
             Free(temps);
@@ -90,7 +101,7 @@ public sealed partial class CudaBackend
         }
         var (hdMax, br, bc) = AttentionTiles(headDim);
         uint smem = (uint)(((2 * bc + 2 * br) * (headDim + 1) + 2 * br * (bc + 1) + 2 * br) * 4);
-        Launch("attention", $"attention_bwd_{Sfx(d)}_hd{hdMax}", ((uint)((T + bc - 1) / bc), (uint)nKvHeads, (uint)B), (256, 1, 1), smem,
+        Launch("attention", AttentionBackwardKernel(d, false, headDim), ((uint)((T + bc - 1) / bc), (uint)nKvHeads, (uint)B), (256, 1, 1), smem,
             P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
         if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
         Free(temps);
