@@ -41,6 +41,8 @@ public sealed class PruneReport
     public EvalFigures? DensePerplexity { get; set; }
     public EvalFigures? PrunedPerplexity { get; set; }
     public Dictionary<string, double> TimingsSeconds { get; set; } = new();
+    /// <summary>Peak device memory per stage (CUDA) and the process's peak host working set after it, in bytes.</summary>
+    public Dictionary<string, long> PeakMemoryBytes { get; set; } = new();
     public List<string> Plots { get; set; } = new();
     public List<string> Notes { get; set; } = new();
 

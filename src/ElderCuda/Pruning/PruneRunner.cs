@@ -116,7 +116,10 @@ public static class PruneRunner
             case PruneMethod.Elder:
             {
                 var eo = s.Elder;
-                var (chosen, all) = global::ElderCuda.Pruning.Elder.Select(m, calib, k, eo, ckpt, log, ct, bs);
+                (GateSelection Chosen, List<GateSelection> All) sel1;
+                using (new StageMeter(report, m.Backend, "elder_stage1", log))
+                    sel1 = global::ElderCuda.Pruning.Elder.Select(m, calib, k, eo, ckpt, log, ct, bs);
+                var (chosen, all) = sel1;
                 foreach (var g in all)
                 {
                     report.GatesPerRound[g.Form.ToString()] = g.GatesPerRound;
@@ -125,7 +128,9 @@ public static class PruneRunner
                     report.Candidates.Add(new Candidate($"elder-{g.Form.ToString().ToLowerInvariant()}", g.Order.Select(i => orig[i]).ToList(), g.HeldBackCe));
                 }
                 report.RemovalOrder = chosen.Order.Select(i => orig[i]).ToList();
-                var tr = global::ElderCuda.Pruning.Elder.ApplyStage2(m, calib, chosen.Order, eo.Stage2, eo, ckpt, log, ct);
+                TrainResult? tr;
+                using (new StageMeter(report, m.Backend, "elder_stage2", log))
+                    tr = global::ElderCuda.Pruning.Elder.ApplyStage2(m, calib, chosen.Order, eo.Stage2, eo, ckpt, log, ct);
                 if (tr is not null)
                 {
                     report.LossPerStep.AddRange(tr.Steps);

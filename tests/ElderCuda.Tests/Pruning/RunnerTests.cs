@@ -38,6 +38,15 @@ public class RunnerTests
         // report.json is valid JSON with the figures
         var j = JsonNode.Parse(report.ToJson())!;
         Assert.Equal(2, j["removal_order"]!.AsArray().Count);
+        if (method == PruneMethod.Elder)
+        {
+            // per-stage time and memory (item 7's measurement): on the CPU backend no device figure, a host one
+            Assert.True(report.TimingsSeconds["elder_stage1"] > 0 && report.TimingsSeconds["elder_stage2"] > 0);
+            Assert.False(report.PeakMemoryBytes.ContainsKey("device_elder_stage1"));
+            Assert.True(report.PeakMemoryBytes["host_after_elder_stage2"] >= report.PeakMemoryBytes["host_after_elder_stage1"]);
+            Assert.True(report.PeakMemoryBytes["host_after_elder_stage1"] > 0);
+            Assert.NotNull(j["peak_memory_bytes"]);
+        }
         if (method == PruneMethod.Auto)
         {
             Assert.Equal(4, report.Candidates.Count); // elder-output, elder-branch, sleb, shortgpt
