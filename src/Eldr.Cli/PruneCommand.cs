@@ -73,6 +73,8 @@ public static class PruneCommand
         var slebWindows = Opt<int>("--sleb-windows", "SLEB: windows scored per candidate", () => 32);
         var threshold = Opt<double?>("--threshold", "LaCo (default 0.6) / SLM (default 0.9) cosine threshold");
         var group = Opt<int>("--laco-group", "LaCo: most layers per merge group", () => 3);
+        var lacoCompare = Opt<string>("--laco-compare", "LaCo: compare trial merges with the dense model (original, the paper's) or the model merged so far (current)", () => "original");
+        lacoCompare.AcceptOnlyFromAmong("original", "current");
         var mergeWindows = Opt<int>("--merge-windows", "LaCo/SLM: windows for the final-hidden-state cosine", () => 8);
         // run control
         var ckptDir = Opt<string?>("--checkpoint-dir", "Save resumable state after every round/epoch here");
@@ -160,7 +162,7 @@ public static class PruneCommand
                     Recipes = pr.GetValue(autoRecipes)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(r => ParseEnum<Stage2>(r, "--auto-recipes")).ToList(),
                     FinetuneLrs = Doubles(pr.GetValue(autoFtLrs)!), RegularizeLrs = Doubles(pr.GetValue(autoRegLrs)!), Epochs = pr.GetValue(autoEpochs),
                 },
-                SlebWindows = pr.GetValue(slebWindows), LaCoGroup = pr.GetValue(group), MergeWindows = pr.GetValue(mergeWindows),
+                SlebWindows = pr.GetValue(slebWindows), LaCoGroup = pr.GetValue(group), LaCoCompareToOriginal = pr.GetValue(lacoCompare) == "original", MergeWindows = pr.GetValue(mergeWindows),
                 LaCoThreshold = pr.GetValue(threshold) ?? 0.6, SlmThreshold = pr.GetValue(threshold) ?? 0.9, EvalBatch = pr.GetValue(evalBatch),
             };
             var report = new PruneReport { Model = Path.GetFullPath(modelDir), Backend = backend.Name };

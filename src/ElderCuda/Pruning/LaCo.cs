@@ -13,16 +13,21 @@ public static class LaCo
 {
     public sealed record MergeStep(int BaseOriginal, List<int> MergedAwayOriginal, double Cos, bool Forced);
 
+    /// <param name="compareToOriginal">
+    /// true: a trial merge is compared with the dense model's final hidden states, as the paper's Algorithm 1 and
+    /// its published code do; false: with the model as merged so far.
+    /// </param>
     public static List<MergeStep> Run(CausalLM m, IReadOnlyList<int[]> windows, int k, double threshold = 0.6, int groupSize = 3,
-        int batch = 8, Action<string>? log = null, CancellationToken ct = default)
+        int batch = 8, Action<string>? log = null, CancellationToken ct = default, bool compareToOriginal = true)
     {
         var steps = new List<MergeStep>();
         int d = m.Config.HiddenSize;
+        var original = compareToOriginal ? PruneUtil.FinalHidden(m, windows, batch) : null;
         while (steps.Sum(s => s.MergedAwayOriginal.Count) < k)
         {
             bool accepted = false;
             (int l, List<int> others, double cos) best = (-1, [], double.NegativeInfinity);
-            var current = PruneUtil.FinalHidden(m, windows, batch);
+            var current = original ?? PruneUtil.FinalHidden(m, windows, batch);
             int need = k - steps.Sum(s => s.MergedAwayOriginal.Count);
             int mm = Math.Min(groupSize - 1, need);
             for (int l = m.NumLayers - 1 - mm; l >= 0; l--)
@@ -38,7 +43,7 @@ public static class LaCo
                     need = k - steps.Sum(s => s.MergedAwayOriginal.Count);
                     if (need == 0) break;
                     mm = Math.Min(groupSize - 1, need);
-                    current = PruneUtil.FinalHidden(m, windows, batch);
+                    current = original ?? PruneUtil.FinalHidden(m, windows, batch);
                     // layers at or below l keep their numbers; the loop goes on with l − 1
                 }
             }

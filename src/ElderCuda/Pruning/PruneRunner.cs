@@ -19,6 +19,8 @@ public sealed record PruneSettings
     /// <summary>LaCo: cos threshold (0.6 as PRUNING.md), group size; SLM threshold.</summary>
     public double LaCoThreshold { get; init; } = 0.6;
     public int LaCoGroup { get; init; } = 3;
+    /// <summary>LaCo: compare a trial merge with the dense model (the paper's Algorithm 1) or with the model merged so far.</summary>
+    public bool LaCoCompareToOriginal { get; init; } = true;
     public double SlmThreshold { get; init; } = 0.9;
     /// <summary>Windows LaCo/SLM compare final hidden states on ("a few calibration samples").</summary>
     public int MergeWindows { get; init; } = 8;
@@ -98,10 +100,10 @@ public static class PruneRunner
             }
             case PruneMethod.LaCo:
             {
-                var steps = LaCo.Run(m, calib.Train.Take(s.MergeWindows).ToList(), k, s.LaCoThreshold, s.LaCoGroup, bs, log, ct);
+                var steps = LaCo.Run(m, calib.Train.Take(s.MergeWindows).ToList(), k, s.LaCoThreshold, s.LaCoGroup, bs, log, ct, s.LaCoCompareToOriginal);
                 report.Merges.AddRange(steps);
                 report.RemovalOrder = steps.SelectMany(x => x.MergedAwayOriginal).ToList();
-                report.Recipe = $"LaCo: θ_l + Σ(θ_k − θ_l) over linear weights, groups ≤ {s.LaCoGroup}, cos ≥ {s.LaCoThreshold} (best of sweep if none passes)";
+                report.Recipe = $"LaCo: θ_l + Σ(θ_k − θ_l) over linear weights, groups ≤ {s.LaCoGroup}, cos ≥ {s.LaCoThreshold} against the {(s.LaCoCompareToOriginal ? "dense" : "merged-so-far")} model (best of sweep if none passes)";
                 break;
             }
             case PruneMethod.Slm:
