@@ -16,6 +16,8 @@ public sealed record ElderOptions
 {
     /// <summary>Stage 2 `distill`: weight α of the dense model's soft targets (1 − α on the hard targets).</summary>
     public double DistillWeight { get; init; } = 0.5;
+    /// <summary>Stage 2 `distill`: softmax temperature T of the KD term (scaled by T²); 1 = plain soft targets.</summary>
+    public double DistillTemperature { get; init; } = 1;
     public GateChoice Form { get; init; } = GateChoice.Output;
     public double Lambda1 { get; init; } = 5e-3;
     public double GateLr { get; init; } = 1e-2;
@@ -213,7 +215,7 @@ public static class Elder
             DiffRegLayers = P, DiffRegLambda = (float)o.Lambda2, DiffRegNorm = o.RegNorm, EvalRemoved = P, KeepBestEpoch = false,
         },
         Stage2.Finetune => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false },
-        Stage2.Distill => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false, DistillWeight = (float)o.DistillWeight },
+        Stage2.Distill => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false, DistillWeight = (float)o.DistillWeight, DistillTemperature = (float)o.DistillTemperature },
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 
