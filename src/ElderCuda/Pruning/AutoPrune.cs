@@ -12,16 +12,22 @@ public sealed record AutoOptions
     public IReadOnlyList<double> FinetuneLrs { get; init; } = [5e-5, 1e-4, 2e-4];
     /// <summary>Learning rates tried for regularize-then-remove.</summary>
     public IReadOnlyList<double> RegularizeLrs { get; init; } = [2e-5, 1e-4];
-    /// <summary>Learning rates tried for distill; null = the fine-tune grid.</summary>
-    public IReadOnlyList<double>? DistillLrs { get; init; }
-    /// <summary>Distill: weights α of the dense model's soft targets tried (1 − α on CE).</summary>
-    public IReadOnlyList<double> DistillWeights { get; init; } = [0.5];
-    /// <summary>Distill: softmax temperatures tried for the KD term.</summary>
-    public IReadOnlyList<double> DistillTemperatures { get; init; } = [1];
+    /// <summary>Learning rates tried for distill; null = the fine-tune grid. 1e-4: fine-tuning chose it on both models (bench/RESULTS.md).</summary>
+    public IReadOnlyList<double>? DistillLrs { get; init; } = [1e-4];
+    /// <summary>
+    /// Distill: weights α of the dense model's soft targets tried (1 − α on CE). At PRUNING.md's scale pure KD
+    /// (α = 1) had the lowest held-back CE on both models, 0.5 next, plain CE last (bench/RESULTS.md).
+    /// </summary>
+    public IReadOnlyList<double> DistillWeights { get; init; } = [0.5, 1.0];
+    /// <summary>Distill: softmax temperatures tried for the KD term (T 2 beat T 1 by 0.004 nats of held-back CE on llama-12L).</summary>
+    public IReadOnlyList<double> DistillTemperatures { get; init; } = [1, 2];
     /// <summary>Most epochs per trial; the epoch count is chosen within each trial on held-back CE.</summary>
     public int Epochs { get; init; } = 4;
-    /// <summary>Most epochs per distill trial (null = Epochs): the soft targets overfit less than CE.</summary>
-    public int? DistillEpochs { get; init; }
+    /// <summary>
+    /// Most epochs per distill trial (null = Epochs). The soft targets overfit less than CE: on llama-12L held-back CE
+    /// still fell after 4 epochs under KD, and 8 epochs beat 4 (bench/RESULTS.md).
+    /// </summary>
+    public int? DistillEpochs { get; init; } = 8;
     /// <summary>
     /// A fixed layer set to remove (0-based, original numbering): skips the candidate search and runs only the
     /// stage-2 selection on it. Null = search the candidate sets.
@@ -32,8 +38,9 @@ public sealed record AutoOptions
 /// <summary>
 /// "Best available" (DESIGN.md §4, PRUNING.md's recipe): candidate layer sets from the ELDeR gates
 /// (output and branch forms), SLEB and ShortGPT; keep the set with the lowest held-back CE once removed;
-/// then choose stage 2 (none / remove-then-fine-tune / regularize-then-remove, over a small learning-rate
-/// grid, epochs chosen per trial) on held-back CE, and apply the winner. Nothing is chosen on the
+/// then choose stage 2 (none / remove-then-fine-tune / remove-then-distill from the dense model /
+/// regularize-then-remove, over a small grid of learning rates and distillation weights and temperatures,
+/// epochs chosen per trial) on held-back CE, and apply the winner. Nothing is chosen on the
 /// calibration windows themselves or on evaluation text.
 /// </summary>
 public static class AutoPrune

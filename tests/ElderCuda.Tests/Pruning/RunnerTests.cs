@@ -26,7 +26,7 @@ public class RunnerTests
         {
             Method = method, Count = 2, MergeWindows = 2, SlebWindows = 4, EvalBatch = 4,
             Elder = new ElderOptions { Form = GateChoice.Auto, GateBatch = 2, Batch = 4, Epochs = 1, AllowLast = true },
-            Auto = new AutoOptions { FinetuneLrs = [1e-3], RegularizeLrs = [1e-4], Epochs = 1 },
+            Auto = new AutoOptions { FinetuneLrs = [1e-3], DistillLrs = [1e-3], DistillWeights = [1], DistillTemperatures = [2], DistillEpochs = 1, RegularizeLrs = [1e-4], Epochs = 1 },
         };
         PruneRunner.Run(m, cal, s, report);
         Assert.Equal(2, m.NumLayers);
