@@ -47,7 +47,8 @@ public static class DemoCommand
                 ("sleb", ["--method", "sleb", "--no-dense-eval"]),
                 ("elder", ["--method", "elder", "--no-dense-eval"]),
                 ("auto", small
-                    ? ["--method", "auto", "--no-dense-eval", "--auto-recipes", "none,finetune,distill", "--auto-ft-lrs", "1e-4", "--auto-epochs", "2"]
+                    ? ["--method", "auto", "--no-dense-eval", "--auto-recipes", "none,finetune,distill", "--auto-ft-lrs", "1e-4", "--auto-epochs", "2",
+                       "--auto-distill-weights", "1", "--auto-distill-temperatures", "2", "--auto-distill-epochs", "2"]
                     : ["--method", "auto", "--no-dense-eval"]),
             };
             var rows = new List<(string method, string removed, double ppl, double secs)>();

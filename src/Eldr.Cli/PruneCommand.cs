@@ -58,17 +58,23 @@ public static class PruneCommand
         var allowFirst = Opt<bool>("--allow-first", "Let ELDeR/SLEB remove the first layer");
         var allowLast = Opt<bool>("--allow-last", "Let ELDeR/SLEB remove the last layer");
         var stage2 = Opt<string>("--stage2", "regularize (paper) | finetune (remove, then fine-tune) | distill (remove, then fine-tune on the dense model's soft targets mixed with CE) | none", () => "regularize");
-        var distillWeight = Opt<double>("--distill-weight", "Stage 2 distill: weight α of the dense model's soft targets (1 − α on CE)", () => 0.5);
+        var distillWeight = Opt<double>("--distill-weight", "Stage 2 distill: weight α of the dense model's soft targets (1 − α on CE)", () => 1.0);
+        var distillTemp = Opt<double>("--distill-temperature", "Stage 2 distill: softmax temperature T of the soft-target term (its gradient scaled by T²)", () => 2.0);
         var lambda2 = Opt<double>("--lambda2", "Stage-2 weight of Σ R(x_out − x_in) (R normalised: RMS for l2, mean |·| for l1)", () => 0.1);
         var regNorm = Opt<string>("--reg-norm", "l2 | l1", () => "l2");
-        var lr = Opt<double?>("--lr", "Stage-2 AdamW lr (default 2e-5 regularize, 1e-4 finetune)");
-        var epochs = Opt<int?>("--epochs", "Stage-2 epochs (default 2 regularize, 4 finetune)");
+        var lr = Opt<double?>("--lr", "Stage-2 AdamW lr (default 2e-5 regularize, 1e-4 finetune and distill)");
+        var epochs = Opt<int?>("--epochs", "Stage-2 epochs (default 2 regularize, 4 finetune, 8 distill)");
         var trainWhich = Opt<string>("--train-params", "all | no-embed | outside (layers outside the pruned set)", () => "all");
         // auto
         var autoRecipes = Opt<string>("--auto-recipes", "auto: stage-2 recipes to try", () => "none,finetune,distill,regularize");
         var autoFtLrs = Opt<string>("--auto-ft-lrs", "auto: fine-tune learning rates", () => "5e-5,1e-4,2e-4");
         var autoRegLrs = Opt<string>("--auto-reg-lrs", "auto: regularize learning rates", () => "2e-5,1e-4");
         var autoEpochs = Opt<int>("--auto-epochs", "auto: most epochs per trial (best epoch kept)", () => 4);
+        var autoDistillLrs = Opt<string>("--auto-distill-lrs", "auto: distill learning rates", () => "1e-4");
+        var autoDistillWeights = Opt<string>("--auto-distill-weights", "auto: distill weights α tried", () => "0.5,1");
+        var autoDistillTemps = Opt<string>("--auto-distill-temperatures", "auto: distill temperatures tried", () => "1,2");
+        var autoDistillEpochs = Opt<int>("--auto-distill-epochs", "auto: most epochs per distill trial (best epoch kept)", () => 8);
+        var removeLayers = Opt<string?>("--remove-layers", "auto: remove this fixed set (0-based, original numbering, e.g. 1,5,8) instead of searching candidate sets; stage 2 is still chosen on held-back CE");
         // baselines
         var slebWindows = Opt<int>("--sleb-windows", "SLEB: windows scored per candidate", () => 32);
         var threshold = Opt<double?>("--threshold", "LaCo (default 0.6) / SLM (default 0.9) cosine threshold");
@@ -110,6 +116,7 @@ public static class PruneCommand
             if (outDir is not null && Directory.Exists(outDir) && !pr.GetValue(force))
                 throw new IOException($"{outDir} already exists (pass --force to replace it)");
             var m_ = ParseEnum<PruneMethod>(pr.GetValue(method)!, "--method");
+            if (pr.GetValue(removeLayers) is not null && m_ != PruneMethod.Auto) throw new ArgumentException("--remove-layers applies to --method auto only");
             string? ck = pr.GetValue(ckptDir);
             if (pr.GetValue(resume) && ck is null) throw new ArgumentException("--resume needs --checkpoint-dir");
             var ckpt = ck is null ? null : new RunCheckpoint(ck);
@@ -146,6 +153,7 @@ public static class PruneCommand
                 OneShot = pr.GetValue(oneShot), Lambda1 = pr.GetValue(lambda1), GateLr = pr.GetValue(gateLr), GateBatch = pr.GetValue(gateBatch),
                 AllowFirst = pr.GetValue(allowFirst), AllowLast = pr.GetValue(allowLast),
                 Stage2 = ParseEnum<Stage2>(pr.GetValue(stage2)!, "--stage2"), Lambda2 = pr.GetValue(lambda2), DistillWeight = pr.GetValue(distillWeight),
+                DistillTemperature = pr.GetValue(distillTemp),
                 RegNorm = ParseEnum<NormKind>(pr.GetValue(regNorm)!, "--reg-norm"), Lr = pr.GetValue(lr), Epochs = pr.GetValue(epochs),
                 Batch = pr.GetValue(batch), Seed = pr.GetValue(seed),
                 Train = pr.GetValue(trainWhich) switch
@@ -161,6 +169,12 @@ public static class PruneCommand
                 {
                     Recipes = pr.GetValue(autoRecipes)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(r => ParseEnum<Stage2>(r, "--auto-recipes")).ToList(),
                     FinetuneLrs = Doubles(pr.GetValue(autoFtLrs)!), RegularizeLrs = Doubles(pr.GetValue(autoRegLrs)!), Epochs = pr.GetValue(autoEpochs),
+                    DistillLrs = Doubles(pr.GetValue(autoDistillLrs)!),
+                    DistillWeights = Doubles(pr.GetValue(autoDistillWeights)!), DistillTemperatures = Doubles(pr.GetValue(autoDistillTemps)!),
+                    DistillEpochs = pr.GetValue(autoDistillEpochs),
+                    FixedLayers = pr.GetValue(removeLayers) is { } rl
+                        ? rl.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(x => int.TryParse(x.Trim(), out var v) ? v : throw new ArgumentException($"--remove-layers: '{x}' is not a layer index")).ToList()
+                        : null,
                 },
                 SlebWindows = pr.GetValue(slebWindows), LaCoGroup = pr.GetValue(group), LaCoCompareToOriginal = pr.GetValue(lacoCompare) == "original", MergeWindows = pr.GetValue(mergeWindows),
                 LaCoThreshold = pr.GetValue(threshold) ?? 0.6, SlmThreshold = pr.GetValue(threshold) ?? 0.9, EvalBatch = pr.GetValue(evalBatch),

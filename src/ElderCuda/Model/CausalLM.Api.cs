@@ -59,6 +59,12 @@ public sealed class StepOptions
     /// </summary>
     public float[]? SoftTargets { get; init; }
     public float SoftTargetWeight { get; init; }
+    /// <summary>
+    /// Distillation temperature T (Hinton et al.): the soft targets are then the teacher's softmax at T, and the
+    /// KD term is α·T²·KL(p ‖ softmax(z/T)), whose logits gradient is α·T·(softmax(z/T) − p); the hard-target term
+    /// keeps temperature 1. T = 1 is the plain mixture above.
+    /// </summary>
+    public float SoftTargetTemperature { get; init; } = 1f;
     /// <summary>Called after every layer that runs, with its raw input and output (residual stream, before any final norm) in forward order. Tensors are only valid during the call.</summary>
     public Action<int, Tensor, Tensor>? LayerHook { get; init; }
     /// <summary>Return hidden states on the host as HF output_hidden_states does ([0] embeddings, [i] input of layer i, last after the final norm).</summary>

@@ -373,7 +373,10 @@ public sealed partial class CausalLM
             var head = Get(HeadName); var headB = HeadBiasName is { } hb ? Get(hb) : null;
             var logits = outer.A(ct, N, c.VocabSize);
             Lin(logits, hOut, head, headB);
-            float[]? logitsHost = o.KeepLogits ? Host(logits) : null;
+            float kdT = o.SoftTargetTemperature;
+            bool kdTemp = o.Backward && o.SoftTargets is not null && o.SoftTargetWeight != 0f && kdT != 1f;
+            if (kdTemp && !(kdT > 0f)) throw new ArgumentException($"soft-target temperature must be > 0 (got {kdT})");
+            float[]? logitsHost = o.KeepLogits || kdTemp ? Host(logits) : null;
             var losses = outer.A(DType.F32, N);
             be.CrossEntropy(losses, o.Backward ? logits : null, logits, targets, (float)(o.LossScale / Math.Max(1, predicted)));
             var lossHost = Host(losses);
@@ -391,13 +394,38 @@ public sealed partial class CausalLM
                     if (soft.Length != (long)N * V) throw new ArgumentException($"soft targets: {soft.Length} values, expected B·T·V = {(long)N * V}");
                     float a = (float)(o.SoftTargetWeight * o.LossScale / Math.Max(1, predicted));
                     var h = new float[(long)N * V];
-                    Parallel.For(0, N, n =>
+                    if (!kdTemp)
+                        Parallel.For(0, N, n =>
+                        {
+                            int t = tg[n];
+                            if (t < 0) return;
+                            for (int j = 0; j < V; j++) h[(long)n * V + j] = -a * soft[(long)n * V + j];
+                            h[(long)n * V + t] += a;
+                        });
+                    else
                     {
-                        int t = tg[n];
-                        if (t < 0) return;
-                        for (int j = 0; j < V; j++) h[(long)n * V + j] = -a * soft[(long)n * V + j];
-                        h[(long)n * V + t] += a;
-                    });
+                        // temperature T: α·T²·KL(p ‖ softmax(z/T)) has gradient α·T·(softmax(z/T) − p) in z (p are the
+                        // teacher's probabilities at T). The CE gradient already holds s·(softmax(z) − onehot); swap
+                        // α of it for the KD term: add s·α·(onehot − softmax(z) + T·(softmax(z/T) − p)).
+                        var zl = logitsHost!;
+                        double invT = 1.0 / kdT;
+                        Parallel.For(0, N, n =>
+                        {
+                            int t = tg[n];
+                            if (t < 0) return;
+                            long o0 = (long)n * V;
+                            double max = double.NegativeInfinity;
+                            for (int j = 0; j < V; j++) if (zl[o0 + j] > max) max = zl[o0 + j];
+                            double z1 = 0, zT = 0;
+                            for (int j = 0; j < V; j++) { z1 += Math.Exp(zl[o0 + j] - max); zT += Math.Exp((zl[o0 + j] - max) * invT); }
+                            for (int j = 0; j < V; j++)
+                            {
+                                double q1 = Math.Exp(zl[o0 + j] - max) / z1, qT = Math.Exp((zl[o0 + j] - max) * invT) / zT;
+                                h[o0 + j] = (float)(a * (-q1 + kdT * (qT - soft[o0 + j])));
+                            }
+                            h[o0 + t] += a;
+                        });
+                    }
                     var ht = bs.Track(be.FromHost(h, ct, N, V));
                     be.Axpy(logits, 1f, ht);
                 }

@@ -12,15 +12,35 @@ public sealed record AutoOptions
     public IReadOnlyList<double> FinetuneLrs { get; init; } = [5e-5, 1e-4, 2e-4];
     /// <summary>Learning rates tried for regularize-then-remove.</summary>
     public IReadOnlyList<double> RegularizeLrs { get; init; } = [2e-5, 1e-4];
+    /// <summary>Learning rates tried for distill; null = the fine-tune grid. 1e-4: fine-tuning chose it on both models (bench/RESULTS.md).</summary>
+    public IReadOnlyList<double>? DistillLrs { get; init; } = [1e-4];
+    /// <summary>
+    /// Distill: weights α of the dense model's soft targets tried (1 − α on CE). At PRUNING.md's scale pure KD
+    /// (α = 1) had the lowest held-back CE on both models, 0.5 next, plain CE last (bench/RESULTS.md).
+    /// </summary>
+    public IReadOnlyList<double> DistillWeights { get; init; } = [0.5, 1.0];
+    /// <summary>Distill: softmax temperatures tried for the KD term (T 2 beat T 1 by 0.004 nats of held-back CE on llama-12L).</summary>
+    public IReadOnlyList<double> DistillTemperatures { get; init; } = [1, 2];
     /// <summary>Most epochs per trial; the epoch count is chosen within each trial on held-back CE.</summary>
     public int Epochs { get; init; } = 4;
+    /// <summary>
+    /// Most epochs per distill trial (null = Epochs). The soft targets overfit less than CE: on llama-12L held-back CE
+    /// still fell after 4 epochs under KD, and 8 epochs beat 4 (bench/RESULTS.md).
+    /// </summary>
+    public int? DistillEpochs { get; init; } = 8;
+    /// <summary>
+    /// A fixed layer set to remove (0-based, original numbering): skips the candidate search and runs only the
+    /// stage-2 selection on it. Null = search the candidate sets.
+    /// </summary>
+    public IReadOnlyList<int>? FixedLayers { get; init; }
 }
 
 /// <summary>
 /// "Best available" (DESIGN.md §4, PRUNING.md's recipe): candidate layer sets from the ELDeR gates
 /// (output and branch forms), SLEB and ShortGPT; keep the set with the lowest held-back CE once removed;
-/// then choose stage 2 (none / remove-then-fine-tune / regularize-then-remove, over a small learning-rate
-/// grid, epochs chosen per trial) on held-back CE, and apply the winner. Nothing is chosen on the
+/// then choose stage 2 (none / remove-then-fine-tune / remove-then-distill from the dense model /
+/// regularize-then-remove, over a small grid of learning rates and distillation weights and temperatures,
+/// epochs chosen per trial) on held-back CE, and apply the winner. Nothing is chosen on the
 /// calibration windows themselves or on evaluation text.
 /// </summary>
 public static class AutoPrune
@@ -36,6 +56,17 @@ public static class AutoPrune
             foreach (var c in sj["candidates"]!.AsArray())
                 report.Candidates.Add(new Candidate(c!["name"]!.GetValue<string>(), c["removed"]!.AsArray().Select(x => x!.GetValue<int>()).ToList(), c["ce"]!.GetValue<double>()));
             log?.Invoke($"auto: resumed with candidate set [{string.Join(", ", chosen.Select(i => m.OriginalLayerIndex[i]))}]");
+        }
+        else if (ao.FixedLayers is { } fixedSet)
+        {
+            foreach (var l in fixedSet)
+                if (Array.IndexOf(m.OriginalLayerIndex, l) < 0) throw new ArgumentException($"--remove-layers: layer {l} is not in this {m.NumLayers}-layer model");
+            if (fixedSet.Distinct().Count() != k)
+                throw new ArgumentException($"--remove-layers names {fixedSet.Distinct().Count()} layer(s), but {k} are to be removed (--ratio/--layers)");
+            chosen = fixedSet.Distinct().Select(l => Array.IndexOf(m.OriginalLayerIndex, l)).ToList();
+            double ce = PruneUtil.WithRemoved(m, chosen, () => PruneUtil.MeanCE(m, calib.HeldBack, evalBatch, ct));
+            report.Candidates.Add(new Candidate("fixed", chosen.Select(i => m.OriginalLayerIndex[i]).ToList(), ce));
+            log?.Invoke($"auto: fixed layer set [{string.Join(", ", fixedSet.Order())}] (given, not searched) → held-back CE {ce:F4}");
         }
         else
         {
@@ -85,28 +116,36 @@ public static class AutoPrune
 
         // ---- stage 2 trials on the chosen set ----
         var dense = PruneUtil.Snapshot(m);
-        var trials = new List<(Stage2 Recipe, double Lr)>();
+        var trials = new List<(Stage2 Recipe, double Lr, double Alpha, double Temp)>();
         foreach (var r in ao.Recipes)
         {
-            if (r == Stage2.None) trials.Add((r, 0));
-            else foreach (var lr in r is Stage2.Finetune or Stage2.Distill ? ao.FinetuneLrs : ao.RegularizeLrs) trials.Add((r, lr));
+            if (r == Stage2.None) trials.Add((r, 0, 0, 1));
+            else if (r == Stage2.Distill)
+            {
+                foreach (var lr in ao.DistillLrs ?? ao.FinetuneLrs)
+                    foreach (var a in ao.DistillWeights)
+                        foreach (var t in ao.DistillTemperatures) trials.Add((r, lr, a, t));
+            }
+            else foreach (var lr in r == Stage2.Finetune ? ao.FinetuneLrs : ao.RegularizeLrs) trials.Add((r, lr, 0, 1));
         }
         Dictionary<string, float[]>? bestW = null;
-        (Stage2 Recipe, double Lr, double Ce) best2 = (Stage2.None, 0, double.PositiveInfinity);
+        (Stage2 Recipe, double Lr, double Ce, double Alpha, double Temp) best2 = (Stage2.None, 0, double.PositiveInfinity, 0, 1);
         int done = 0;
         if (ckpt?.TryLoad() is { } saved && saved.Meta["auto.trials"] is JsonObject tj)
         {
             done = tj["done"]!.GetValue<int>();
             foreach (var t in tj["list"]!.AsArray())
                 report.Stage2Trials.Add(new Stage2Trial(t!["recipe"]!.GetValue<string>(), t["lr"]!.GetValue<double>(), t["epochs"]!.GetValue<int>(),
-                    t["best_epoch"]!.GetValue<int>(), t["ce"]!.GetValue<double>(), t["per_epoch"]!.AsArray().Select(x => x!.GetValue<double>()).ToList()));
-            best2 = (Enum.Parse<Stage2>(tj["best_recipe"]!.GetValue<string>()), tj["best_lr"]!.GetValue<double>(), tj["best_ce"]!.GetValue<double>());
+                    t["best_epoch"]!.GetValue<int>(), t["ce"]!.GetValue<double>(), t["per_epoch"]!.AsArray().Select(x => x!.GetValue<double>()).ToList(),
+                    t["alpha"]?.GetValue<double>() ?? 0, t["temperature"]?.GetValue<double>() ?? 1));
+            best2 = (Enum.Parse<Stage2>(tj["best_recipe"]!.GetValue<string>()), tj["best_lr"]!.GetValue<double>(), tj["best_ce"]!.GetValue<double>(),
+                tj["best_alpha"]?.GetValue<double>() ?? 0, tj["best_temperature"]?.GetValue<double>() ?? 1);
             var bw = saved.Arrays.Where(kv => kv.Key.StartsWith("auto.best.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["auto.best.".Length..], kv => kv.Value);
             if (bw.Count > 0) bestW = bw;
         }
         for (int ti = done; ti < trials.Count; ti++)
         {
-            var (recipe, lr) = trials[ti];
+            var (recipe, lr, alpha, temp) = trials[ti];
             PruneUtil.Restore(m, dense);
             PruneUtil.ResetGates(m);
             Stage2Trial trial;
@@ -117,18 +156,23 @@ public static class AutoPrune
             }
             else
             {
-                var opts = Elder.Stage2Options(recipe, eo, chosen) with { Lr = lr, Epochs = ao.Epochs, EvalBatch = evalBatch, KeepBestEpoch = true };
+                int epochs = recipe == Stage2.Distill ? ao.DistillEpochs ?? ao.Epochs : ao.Epochs;
+                var opts = Elder.Stage2Options(recipe, eo, chosen) with { Lr = lr, Epochs = epochs, EvalBatch = evalBatch, KeepBestEpoch = true };
+                if (recipe == Stage2.Distill) opts = opts with { DistillWeight = (float)alpha, DistillTemperature = (float)temp };
                 if (recipe is Stage2.Finetune or Stage2.Distill) foreach (var l in chosen) m.Skip[l] = true;
-                var tr = Trainer.Train(m, calib, opts, $"auto-{recipe.ToString().ToLowerInvariant()}-lr{lr:G3}", ckpt, $"auto.trial.{ti}", log, ct);
+                string label = $"auto-{recipe.ToString().ToLowerInvariant()}-lr{lr:G3}" + (recipe == Stage2.Distill ? $"-a{alpha:G3}-T{temp:G3}" : "");
+                var tr = Trainer.Train(m, calib, opts, label, ckpt, $"auto.trial.{ti}", log, ct);
                 foreach (var l in chosen) m.Skip[l] = false;
-                trial = new Stage2Trial(recipe.ToString().ToLowerInvariant(), lr, ao.Epochs, tr.BestEpoch, tr.BestHeldBackCe, tr.HeldBackCe);
+                trial = new Stage2Trial(recipe.ToString().ToLowerInvariant(), lr, epochs, tr.BestEpoch, tr.BestHeldBackCe, tr.HeldBackCe,
+                    recipe == Stage2.Distill ? alpha : 0, recipe == Stage2.Distill ? temp : 1);
                 report.LossPerStep.AddRange(tr.Steps);
             }
             report.Stage2Trials.Add(trial);
-            log?.Invoke($"auto: stage 2 {trial.Recipe} lr {lr:G3} → held-back CE {trial.HeldBackCe:F4} (epoch {trial.EpochKept})");
+            log?.Invoke($"auto: stage 2 {trial.Recipe} lr {lr:G3}" + (recipe == Stage2.Distill ? $" α {alpha:G3} T {temp:G3}" : "")
+                        + $" → held-back CE {trial.HeldBackCe:F4} (epoch {trial.EpochKept})");
             if (trial.HeldBackCe < best2.Ce)
             {
-                best2 = (recipe, lr, trial.HeldBackCe);
+                best2 = (recipe, lr, trial.HeldBackCe, alpha, temp);
                 bestW = recipe == Stage2.None ? null : PruneUtil.Snapshot(m);
             }
             if (ckpt is not null)
@@ -138,10 +182,12 @@ public static class AutoPrune
                 mj["auto.trials"] = new JsonObject
                 {
                     ["done"] = ti + 1, ["best_recipe"] = best2.Recipe.ToString(), ["best_lr"] = best2.Lr, ["best_ce"] = best2.Ce,
+                    ["best_alpha"] = best2.Alpha, ["best_temperature"] = best2.Temp,
                     ["list"] = new JsonArray(report.Stage2Trials.Select(t => (JsonNode)new JsonObject
                     {
                         ["recipe"] = t.Recipe, ["lr"] = t.Lr, ["epochs"] = t.Epochs, ["best_epoch"] = t.EpochKept, ["ce"] = t.HeldBackCe,
                         ["per_epoch"] = new JsonArray(t.HeldBackCePerEpoch.Select(x => (JsonNode)x).ToArray()),
+                        ["alpha"] = t.DistillWeight, ["temperature"] = t.DistillTemperature,
                     }).ToArray()),
                 };
                 var arrays = new Dictionary<string, float[]>();
@@ -153,7 +199,8 @@ public static class AutoPrune
         PruneUtil.Restore(m, bestW ?? dense);
         PruneUtil.ResetGates(m);
         report.Recipe = $"auto: layer set from {report.Candidates.MinBy(c => c.HeldBackCe)!.Name}, stage 2 {best2.Recipe.ToString().ToLowerInvariant()}"
-                        + (best2.Recipe == Stage2.None ? "" : $" lr {best2.Lr:G3}") + " (chosen on held-back CE)";
+                        + (best2.Recipe == Stage2.None ? "" : $" lr {best2.Lr:G3}")
+                        + (best2.Recipe == Stage2.Distill ? $" α {best2.Alpha:G3} T {best2.Temp:G3}" : "") + " (chosen on held-back CE)";
         m.RemoveLayers(chosen);
     }
 }

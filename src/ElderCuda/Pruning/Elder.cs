@@ -14,8 +14,10 @@ public enum GateChoice { Output, Branch, Auto }
 
 public sealed record ElderOptions
 {
-    /// <summary>Stage 2 `distill`: weight α of the dense model's soft targets (1 − α on the hard targets).</summary>
-    public double DistillWeight { get; init; } = 0.5;
+    /// <summary>Stage 2 `distill`: weight α of the dense model's soft targets (1 − α on the hard targets); 1 = pure KD, which had the lowest held-back CE at PRUNING.md's scale.</summary>
+    public double DistillWeight { get; init; } = 1.0;
+    /// <summary>Stage 2 `distill`: softmax temperature T of the KD term (scaled by T²); 1 = plain soft targets.</summary>
+    public double DistillTemperature { get; init; } = 2;
     public GateChoice Form { get; init; } = GateChoice.Output;
     public double Lambda1 { get; init; } = 5e-3;
     public double GateLr { get; init; } = 1e-2;
@@ -30,7 +32,7 @@ public sealed record ElderOptions
     public Stage2 Stage2 { get; init; } = Stage2.Regularize;
     public double Lambda2 { get; init; } = 0.1;
     public NormKind RegNorm { get; init; } = NormKind.L2;
-    /// <summary>Stage 2 training; null picks the recipe's default (regularize: lr 2e-5, 2 epochs; finetune: lr 1e-4, 4 epochs).</summary>
+    /// <summary>Stage 2 training; null picks the recipe's default (regularize: lr 2e-5, 2 epochs; finetune: lr 1e-4, 4 epochs; distill: lr 1e-4, 8 epochs).</summary>
     public double? Lr { get; init; }
     public int? Epochs { get; init; }
     public int Batch { get; init; } = 8;
@@ -213,7 +215,7 @@ public static class Elder
             DiffRegLayers = P, DiffRegLambda = (float)o.Lambda2, DiffRegNorm = o.RegNorm, EvalRemoved = P, KeepBestEpoch = false,
         },
         Stage2.Finetune => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false },
-        Stage2.Distill => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 4, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false, DistillWeight = (float)o.DistillWeight },
+        Stage2.Distill => new TrainOptions { Lr = o.Lr ?? 1e-4, Epochs = o.Epochs ?? 8, Batch = o.Batch, Which = o.Train, Seed = o.Seed, EvalRemoved = null, KeepBestEpoch = false, DistillWeight = (float)o.DistillWeight, DistillTemperature = (float)o.DistillTemperature },
         _ => throw new ArgumentOutOfRangeException(nameof(s)),
     };
 

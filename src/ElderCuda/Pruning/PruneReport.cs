@@ -9,7 +9,9 @@ public sealed record EvalFigures(double Perplexity, double TotalNll, long Predic
 public sealed record Candidate(string Name, List<int> RemovedOriginal, double HeldBackCe);
 
 /// <summary>One stage-2 run: EpochKept is the epoch whose weights the model kept (auto: the lowest held-back CE; elder: the last), HeldBackCe its held-back CE.</summary>
-public sealed record Stage2Trial(string Recipe, double Lr, int Epochs, int EpochKept, double HeldBackCe, List<double> HeldBackCePerEpoch);
+/// <summary>DistillWeight α and DistillTemperature T apply to the distill recipe only (0 and 1 otherwise).</summary>
+public sealed record Stage2Trial(string Recipe, double Lr, int Epochs, int EpochKept, double HeldBackCe, List<double> HeldBackCePerEpoch,
+    double DistillWeight = 0, double DistillTemperature = 1);
 
 /// <summary>report.json: everything a user needs to know what ran and what it gave (DESIGN.md §1).</summary>
 public sealed class PruneReport

@@ -88,4 +88,98 @@ public class DistillationTests
             Assert.True(Math.Abs(g[idx] - numeric) / scale < 1e-3, $"{name}[{idx}]: analytic {g[idx]:G6} vs finite difference {numeric:G6}");
         }
     }
+
+    static float[] RandomDistributions(int N, int V, int seed)
+    {
+        var rng = new Random(seed);
+        var soft = new float[(long)N * V];
+        for (int n = 0; n < N; n++)
+        {
+            double sum = 0;
+            for (int j = 0; j < V; j++) { soft[(long)n * V + j] = (float)Math.Exp(2 * rng.NextDouble()); sum += soft[(long)n * V + j]; }
+            for (int j = 0; j < V; j++) soft[(long)n * V + j] = (float)(soft[(long)n * V + j] / sum);
+        }
+        return soft;
+    }
+
+    [Theory]
+    [InlineData(2.0f, 0.6f)]
+    [InlineData(0.5f, 1.0f)]
+    public void TemperatureLossGradientMatchesFiniteDifferences(float temp, float alpha)
+    {
+        using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new CpuBackend());
+        var batch = GateGradientTests.Batch("llama-gqa");
+        int V = m.Config.VocabSize, N = batch.Ids.Length;
+        var soft = RandomDistributions(N, V, 5);
+        // the loss written out here in float64: mean over predicted rows of
+        // (1−α)·(−log softmax(z)[y]) + α·T²·Σ_j p_j·(log p_j − log softmax(z/T)_j)
+        double Loss()
+        {
+            var lg = m.Step(batch, new StepOptions { KeepLogits = true }).Logits!;
+            double total = 0; int count = 0;
+            for (int b = 0; b < batch.B; b++)
+                for (int t = 0; t < batch.T - 1; t++)
+                {
+                    int n = b * batch.T + t, y = batch.Ids[n + 1];
+                    double max = double.NegativeInfinity;
+                    for (int j = 0; j < V; j++) max = Math.Max(max, lg[(long)n * V + j]);
+                    double z1 = 0, zT = 0;
+                    for (int j = 0; j < V; j++) { z1 += Math.Exp(lg[(long)n * V + j] - max); zT += Math.Exp((lg[(long)n * V + j] - max) / temp); }
+                    double lse1 = max + Math.Log(z1), kl = 0;
+                    for (int j = 0; j < V; j++)
+                    {
+                        double p = soft[(long)n * V + j], logqT = (lg[(long)n * V + j] - max) / temp - Math.Log(zT);
+                        kl += p * (Math.Log(p) - logqT);
+                    }
+                    total += (1 - alpha) * (lse1 - lg[(long)n * V + y]) + alpha * temp * temp * kl;
+                    count++;
+                }
+            return total / count;
+        }
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = alpha, SoftTargetTemperature = temp });
+        foreach (var (name, idx) in new[] { ("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40), ("lm_head.weight", 77) })
+        {
+            if (!m.TryGet(name, out _)) continue;
+            var g = Grad(m, name);
+            var w = m.ReadParameter(name);
+            float w0 = w[idx];
+            double D(double h)
+            {
+                w[idx] = (float)(w0 + h); m.WriteParameter(name, w); double lp = Loss();
+                w[idx] = (float)(w0 - h); m.WriteParameter(name, w); double lm = Loss();
+                return (lp - lm) / (2 * h);
+            }
+            double numeric = (4 * D(1e-2) - D(2e-2)) / 3;
+            w[idx] = w0; m.WriteParameter(name, w);
+            double scale = Math.Max(Math.Abs(g[idx]), 1e-2);
+            Assert.True(Math.Abs(g[idx] - numeric) / scale < 1e-3, $"T={temp} {name}[{idx}]: analytic {g[idx]:G6} vs finite difference {numeric:G6}");
+        }
+    }
+
+    [Fact]
+    public void TeacherEqualToStudentAtTemperatureLeavesOnlyTheHardTerm()
+    {
+        // closed form: when p = softmax(z/T) of the student itself, KL(p ‖ softmax(z/T)) is at its minimum and its
+        // gradient vanishes, so the mixed gradient is (1 − α) times the plain CE gradient
+        using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new CpuBackend());
+        var batch = GateGradientTests.Batch("llama-gqa");
+        int V = m.Config.VocabSize, N = batch.Ids.Length;
+        const float temp = 3f, alpha = 0.25f;
+        var lg = m.Step(batch, new StepOptions { KeepLogits = true }).Logits!;
+        var self = new float[(long)N * V];
+        for (int n = 0; n < N; n++)
+        {
+            double max = double.NegativeInfinity, z = 0;
+            for (int j = 0; j < V; j++) max = Math.Max(max, lg[(long)n * V + j]);
+            for (int j = 0; j < V; j++) z += Math.Exp((lg[(long)n * V + j] - max) / temp);
+            for (int j = 0; j < V; j++) self[(long)n * V + j] = (float)(Math.Exp((lg[(long)n * V + j] - max) / temp) / z);
+        }
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true });
+        var plain = Grad(m, "model.layers.1.mlp.up_proj.weight");
+        m.ZeroGrads();
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = self, SoftTargetWeight = alpha, SoftTargetTemperature = temp });
+        var mixed = Grad(m, "model.layers.1.mlp.up_proj.weight");
+        var expected = plain.Select(x => (1 - alpha) * x).ToArray();
+        Assert.True(Rel.Error(mixed, expected) < 1e-5, $"rel err {Rel.Error(mixed, expected):E2}");
+    }
 }

@@ -26,7 +26,7 @@ public class RunnerTests
         {
             Method = method, Count = 2, MergeWindows = 2, SlebWindows = 4, EvalBatch = 4,
             Elder = new ElderOptions { Form = GateChoice.Auto, GateBatch = 2, Batch = 4, Epochs = 1, AllowLast = true },
-            Auto = new AutoOptions { FinetuneLrs = [1e-3], RegularizeLrs = [1e-4], Epochs = 1 },
+            Auto = new AutoOptions { FinetuneLrs = [1e-3], DistillLrs = [1e-3], DistillWeights = [1], DistillTemperatures = [2], DistillEpochs = 1, RegularizeLrs = [1e-4], Epochs = 1 },
         };
         PruneRunner.Run(m, cal, s, report);
         Assert.Equal(2, m.NumLayers);
@@ -100,6 +100,58 @@ public class RunnerTests
             var b = JsonNode.Parse(File.ReadAllText(Path.Combine(root, "b", "report.json")))!;
             Assert.Equal(a["removal_order"]!.ToJsonString(), b["removal_order"]!.ToJsonString());
             Assert.Equal(a["held_back_ce_pruned"]!.GetValue<double>(), b["held_back_ce_pruned"]!.GetValue<double>());
+        }
+        finally { Directory.Delete(root, true); }
+    }
+
+    [Fact]
+    public void AutoWithAFixedSetTriesEveryDistillSettingAndKeepsTheBest()
+    {
+        using var m = PruneTestUtil.Tiny("llama-gqa");
+        var cal = PruneTestUtil.Calib(m.Config.VocabSize);
+        var report = new PruneReport();
+        var s = new PruneSettings
+        {
+            Method = PruneMethod.Auto, Count = 2, EvalBatch = 4,
+            Elder = new ElderOptions { Batch = 4 },
+            Auto = new AutoOptions
+            {
+                Recipes = [Stage2.None, Stage2.Finetune, Stage2.Distill], FinetuneLrs = [1e-3], DistillLrs = [2e-3],
+                DistillWeights = [0.5, 1.0], DistillTemperatures = [1, 2], Epochs = 1, DistillEpochs = 2, FixedLayers = [2, 1],
+            },
+        };
+        PruneRunner.Run(m, cal, s, report);
+        Assert.Equal([0, 3], report.KeptOriginal);
+        Assert.Equal("fixed", Assert.Single(report.Candidates).Name);
+        // none + finetune + 2 α × 2 T distill trials, each with its own settings in the report
+        Assert.Equal(6, report.Stage2Trials.Count);
+        var distill = report.Stage2Trials.Where(t => t.Recipe == "distill").ToList();
+        Assert.Equal(4, distill.Count);
+        Assert.Equal([(0.5, 1.0), (0.5, 2.0), (1.0, 1.0), (1.0, 2.0)], distill.Select(t => (t.DistillWeight, t.DistillTemperature)));
+        Assert.All(distill, t => { Assert.Equal(2e-3, t.Lr); Assert.Equal(2, t.Epochs); Assert.Equal(3, t.HeldBackCePerEpoch.Count); });
+        Assert.Equal(1, report.Stage2Trials.Single(t => t.Recipe == "finetune").Epochs);
+        Assert.Equal(report.Stage2Trials.Min(t => t.HeldBackCe), report.HeldBackCePruned!.Value, 9);
+    }
+
+    [Fact]
+    public void RemoveLayersIsParsedAndChecked()
+    {
+        var root = PruneTestUtil.TempDir();
+        try
+        {
+            int Prune(string method, params string[] extra) => new RootCommand { Eldr.Cli.PruneCommand.Create() }.Parse([
+                "prune", "--model", TestPaths.BundledModel, "--calib", Path.Combine(TestPaths.RepoRoot, "data", "calib-train-sample.txt"),
+                "--method", method, "--layers", "2", "--seqlen", "32", "--samples", "4", "--heldback", "2", "--device", "cpu",
+                "--auto-recipes", "none", "--out", Path.Combine(root, "o"), "--force", "--no-plots", .. extra,
+            ]).Invoke();
+            Assert.Equal(0, Prune("auto", "--remove-layers", "7, 3"));
+            var rep = JsonNode.Parse(File.ReadAllText(Path.Combine(root, "o", "report.json")))!;
+            Assert.Equal("[3,7]", rep["removed"]!.ToJsonString());
+            Assert.Equal("fixed", rep["candidates"]![0]!["name"]!.GetValue<string>());
+            Assert.NotEqual(0, Prune("auto", "--remove-layers", "3"));          // one layer named, two to remove
+            Assert.NotEqual(0, Prune("auto", "--remove-layers", "3,12"));       // no layer 12 in a 12-layer model
+            Assert.NotEqual(0, Prune("auto", "--remove-layers", "3,x"));
+            Assert.NotEqual(0, Prune("shortgpt", "--remove-layers", "3,7"));   // auto only
         }
         finally { Directory.Delete(root, true); }
     }
