@@ -194,6 +194,9 @@ public sealed partial class CausalLM
         return y;
     }
 
+    /// <summary>Host buffer for the distillation term of the logits gradient (see Step).</summary>
+    float[]? _softGrad;
+
     float AttentionScale => (float)(1.0 / Math.Sqrt(Config.HeadDim));
 
     /// <summary>Backward of the attention sub-block from dO (grad of its output projection); returns d(N1).</summary>
@@ -393,12 +396,15 @@ public sealed partial class CausalLM
                     int V = c.VocabSize;
                     if (soft.Length != (long)N * V) throw new ArgumentException($"soft targets: {soft.Length} values, expected B·T·V = {(long)N * V}");
                     float a = (float)(o.SoftTargetWeight * o.LossScale / Math.Max(1, predicted));
-                    var h = new float[(long)N * V];
+                    // one N·V host buffer reused across steps (64 MB at 8×512×4096: a new one per step left
+                    // the GC holding gigabytes of them); rows without a target are cleared
+                    if (_softGrad?.Length != (long)N * V) _softGrad = new float[(long)N * V];
+                    var h = _softGrad;
                     if (!kdTemp)
                         Parallel.For(0, N, n =>
                         {
                             int t = tg[n];
-                            if (t < 0) return;
+                            if (t < 0) { Array.Clear(h, n * V, V); return; }
                             for (int j = 0; j < V; j++) h[(long)n * V + j] = -a * soft[(long)n * V + j];
                             h[(long)n * V + t] += a;
                         });
@@ -412,7 +418,7 @@ public sealed partial class CausalLM
                         Parallel.For(0, N, n =>
                         {
                             int t = tg[n];
-                            if (t < 0) return;
+                            if (t < 0) { Array.Clear(h, n * V, V); return; }
                             long o0 = (long)n * V;
                             double max = double.NegativeInfinity;
                             for (int j = 0; j < V; j++) if (zl[o0 + j] > max) max = zl[o0 + j];
