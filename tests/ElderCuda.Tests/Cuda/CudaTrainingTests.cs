@@ -56,15 +56,7 @@ public class CudaTrainingTests
         Dictionary<string, float[]> Run(IBackend be)
         {
             using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), be);
-            int V = m.Config.VocabSize, N = batch.Ids.Length;
-            var rng = new Random(5);
-            var soft = new float[(long)N * V];
-            for (int n = 0; n < N; n++)
-            {
-                double sum = 0;
-                for (int j = 0; j < V; j++) { soft[(long)n * V + j] = (float)Math.Exp(2 * rng.NextDouble()); sum += soft[(long)n * V + j]; }
-                for (int j = 0; j < V; j++) soft[(long)n * V + j] = (float)(soft[(long)n * V + j] / sum);
-            }
+            var soft = DistillationTests.RandomDistributions(batch.Ids.Length, m.Config.VocabSize, 5);
             m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = 0.6f });
             return Bf16PrecisionPolicyTests.Grads(m);
         }

@@ -42,14 +42,7 @@ public class DistillationTests
         int V = m.Config.VocabSize, N = batch.Ids.Length;
         const float alpha = 0.6f;
         // arbitrary soft targets (a fixed random distribution per row)
-        var rng = new Random(3);
-        var soft = new float[(long)N * V];
-        for (int n = 0; n < N; n++)
-        {
-            double sum = 0;
-            for (int j = 0; j < V; j++) { soft[(long)n * V + j] = (float)Math.Exp(2 * rng.NextDouble()); sum += soft[(long)n * V + j]; }
-            for (int j = 0; j < V; j++) soft[(long)n * V + j] = (float)(soft[(long)n * V + j] / sum);
-        }
+        var soft = RandomDistributions(N, V, 3);
         // the mixed loss from logits, in float64: mean over predicted rows of −(1−α)·log q[y] − α·Σ p log q
         double Loss()
         {
@@ -70,26 +63,35 @@ public class DistillationTests
             return total / count;
         }
         m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = alpha });
-        foreach (var (name, idx) in new[] { ("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40) })
+        AssertMatchesFiniteDifferences(m, Loss, [("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40)], "");
+    }
+
+    /// <summary>
+    /// The gradient already in the model against Richardson-extrapolated central differences of
+    /// <paramref name="loss"/> (see GateGradientTests for the error budget), at the given parameter entries.
+    /// </summary>
+    static void AssertMatchesFiniteDifferences(CausalLM m, Func<double> loss, (string name, int idx)[] entries, string label)
+    {
+        foreach (var (name, idx) in entries)
         {
+            if (!m.TryGet(name, out _)) continue;
             var g = Grad(m, name);
             var w = m.ReadParameter(name);
             float w0 = w[idx];
-            // Richardson-extrapolated central differences (see GateGradientTests for the error budget)
             double D(double h)
             {
-                w[idx] = (float)(w0 + h); m.WriteParameter(name, w); double lp = Loss();
-                w[idx] = (float)(w0 - h); m.WriteParameter(name, w); double lm = Loss();
+                w[idx] = (float)(w0 + h); m.WriteParameter(name, w); double lp = loss();
+                w[idx] = (float)(w0 - h); m.WriteParameter(name, w); double lm = loss();
                 return (lp - lm) / (2 * h);
             }
             double numeric = (4 * D(1e-2) - D(2e-2)) / 3;
             w[idx] = w0; m.WriteParameter(name, w);
             double scale = Math.Max(Math.Abs(g[idx]), 1e-2);
-            Assert.True(Math.Abs(g[idx] - numeric) / scale < 1e-3, $"{name}[{idx}]: analytic {g[idx]:G6} vs finite difference {numeric:G6}");
+            Assert.True(Math.Abs(g[idx] - numeric) / scale < 1e-3, $"{label}{name}[{idx}]: analytic {g[idx]:G6} vs finite difference {numeric:G6}");
         }
     }
 
-    static float[] RandomDistributions(int N, int V, int seed)
+    internal static float[] RandomDistributions(int N, int V, int seed)
     {
         var rng = new Random(seed);
         var soft = new float[(long)N * V];
@@ -137,23 +139,7 @@ public class DistillationTests
             return total / count;
         }
         m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = alpha, SoftTargetTemperature = temp });
-        foreach (var (name, idx) in new[] { ("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40), ("lm_head.weight", 77) })
-        {
-            if (!m.TryGet(name, out _)) continue;
-            var g = Grad(m, name);
-            var w = m.ReadParameter(name);
-            float w0 = w[idx];
-            double D(double h)
-            {
-                w[idx] = (float)(w0 + h); m.WriteParameter(name, w); double lp = Loss();
-                w[idx] = (float)(w0 - h); m.WriteParameter(name, w); double lm = Loss();
-                return (lp - lm) / (2 * h);
-            }
-            double numeric = (4 * D(1e-2) - D(2e-2)) / 3;
-            w[idx] = w0; m.WriteParameter(name, w);
-            double scale = Math.Max(Math.Abs(g[idx]), 1e-2);
-            Assert.True(Math.Abs(g[idx] - numeric) / scale < 1e-3, $"T={temp} {name}[{idx}]: analytic {g[idx]:G6} vs finite difference {numeric:G6}");
-        }
+        AssertMatchesFiniteDifferences(m, Loss, [("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40), ("lm_head.weight", 77)], $"T={temp} ");
     }
 
     [Fact]
