@@ -44,24 +44,15 @@ public class DistillationTests
         // arbitrary soft targets (a fixed random distribution per row)
         var soft = RandomDistributions(N, V, 3);
         // the mixed loss from logits, in float64: mean over predicted rows of −(1−α)·log q[y] − α·Σ p log q
-        double Loss()
+        double Loss() => MeanOverPredictedRows(m, batch, (lg, n, y) =>
         {
-            var lg = m.Step(batch, new StepOptions { KeepLogits = true }).Logits!;
-            double total = 0; int count = 0;
-            for (int b = 0; b < batch.B; b++)
-                for (int t = 0; t < batch.T - 1; t++)
-                {
-                    int n = b * batch.T + t, y = batch.Ids[n + 1];
-                    double max = double.NegativeInfinity;
-                    for (int j = 0; j < V; j++) max = Math.Max(max, lg[(long)n * V + j]);
-                    double z = 0; for (int j = 0; j < V; j++) z += Math.Exp(lg[(long)n * V + j] - max);
-                    double lse = max + Math.Log(z), softCe = 0;
-                    for (int j = 0; j < V; j++) softCe -= soft[(long)n * V + j] * (lg[(long)n * V + j] - lse);
-                    total += (1 - alpha) * (lse - lg[(long)n * V + y]) + alpha * softCe;
-                    count++;
-                }
-            return total / count;
-        }
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < V; j++) max = Math.Max(max, lg[n * V + j]);
+            double z = 0; for (int j = 0; j < V; j++) z += Math.Exp(lg[n * V + j] - max);
+            double lse = max + Math.Log(z), softCe = 0;
+            for (int j = 0; j < V; j++) softCe -= soft[n * V + j] * (lg[n * V + j] - lse);
+            return (1 - alpha) * (lse - lg[n * V + y]) + alpha * softCe;
+        });
         m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = alpha });
         AssertMatchesFiniteDifferences(m, Loss, [("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40)], "");
     }
@@ -91,6 +82,21 @@ public class DistillationTests
         }
     }
 
+    /// <summary>The mean over predicted rows (every position but each sequence's last) of a per-row loss of the logits.</summary>
+    static double MeanOverPredictedRows(CausalLM m, TokenBatch batch, Func<float[], long, int, double> rowLoss)
+    {
+        var lg = m.Step(batch, new StepOptions { KeepLogits = true }).Logits!;
+        double total = 0; int count = 0;
+        for (int b = 0; b < batch.B; b++)
+            for (int t = 0; t < batch.T - 1; t++)
+            {
+                int n = b * batch.T + t;
+                total += rowLoss(lg, n, batch.Ids[n + 1]);
+                count++;
+            }
+        return total / count;
+    }
+
     internal static float[] RandomDistributions(int N, int V, int seed)
     {
         var rng = new Random(seed);
@@ -115,29 +121,20 @@ public class DistillationTests
         var soft = RandomDistributions(N, V, 5);
         // the loss written out here in float64: mean over predicted rows of
         // (1−α)·(−log softmax(z)[y]) + α·T²·Σ_j p_j·(log p_j − log softmax(z/T)_j)
-        double Loss()
+        double Loss() => MeanOverPredictedRows(m, batch, (lg, n, y) =>
         {
-            var lg = m.Step(batch, new StepOptions { KeepLogits = true }).Logits!;
-            double total = 0; int count = 0;
-            for (int b = 0; b < batch.B; b++)
-                for (int t = 0; t < batch.T - 1; t++)
-                {
-                    int n = b * batch.T + t, y = batch.Ids[n + 1];
-                    double max = double.NegativeInfinity;
-                    for (int j = 0; j < V; j++) max = Math.Max(max, lg[(long)n * V + j]);
-                    double z1 = 0, zT = 0;
-                    for (int j = 0; j < V; j++) { z1 += Math.Exp(lg[(long)n * V + j] - max); zT += Math.Exp((lg[(long)n * V + j] - max) / temp); }
-                    double lse1 = max + Math.Log(z1), kl = 0;
-                    for (int j = 0; j < V; j++)
-                    {
-                        double p = soft[(long)n * V + j], logqT = (lg[(long)n * V + j] - max) / temp - Math.Log(zT);
-                        kl += p * (Math.Log(p) - logqT);
-                    }
-                    total += (1 - alpha) * (lse1 - lg[(long)n * V + y]) + alpha * temp * temp * kl;
-                    count++;
-                }
-            return total / count;
-        }
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < V; j++) max = Math.Max(max, lg[n * V + j]);
+            double z1 = 0, zT = 0;
+            for (int j = 0; j < V; j++) { z1 += Math.Exp(lg[n * V + j] - max); zT += Math.Exp((lg[n * V + j] - max) / temp); }
+            double lse1 = max + Math.Log(z1), kl = 0;
+            for (int j = 0; j < V; j++)
+            {
+                double p = soft[n * V + j], logqT = (lg[n * V + j] - max) / temp - Math.Log(zT);
+                kl += p * (Math.Log(p) - logqT);
+            }
+            return (1 - alpha) * (lse1 - lg[n * V + y]) + alpha * temp * temp * kl;
+        });
         m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = alpha, SoftTargetTemperature = temp });
         AssertMatchesFiniteDifferences(m, Loss, [("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40), ("lm_head.weight", 77)], $"T={temp} ");
     }
