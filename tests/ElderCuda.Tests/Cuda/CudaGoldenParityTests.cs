@@ -37,14 +37,7 @@ public class CudaGoldenParityTests
         Dictionary<string, float[]>? cpuRef = null;
         if (d != DType.F32)
         {
-            var (_, mc, goldC, _) = GoldenParityTests.Run(family, new ElderCuda.Backends.Cpu.CpuBackend(), mm =>
-            {
-                foreach (var p in mm.Parameters)
-                {
-                    var s = ((ElderCuda.Backends.Cpu.CpuTensor)p.Value).Span;
-                    for (int i = 0; i < s.Length; i++) s[i] = DTypes.Bf16ToFloat(DTypes.FloatToBf16(s[i]));
-                }
-            });
+            var (_, mc, goldC, _) = GoldenParityTests.Run(family, new ElderCuda.Backends.Cpu.CpuBackend(), Bf16PrecisionPolicyTests.RoundWeightsToBf16);
             using (goldC) using (mc) cpuRef = Bf16PrecisionPolicyTests.Grads(mc);
         }
         double le = Parity.RelError(r.Logits!, gold.ReadFloat32("logits"));

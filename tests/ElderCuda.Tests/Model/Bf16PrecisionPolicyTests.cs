@@ -33,13 +33,10 @@ public class Bf16PrecisionPolicyTests(ITestOutputHelper log)
         return d;
     }
 
-    static void RoundWeightsToBf16(CausalLM m)
+    /// <summary>Rounds a CPU model's weights to bf16 in place: the model a BF16-mode run holds.</summary>
+    internal static void RoundWeightsToBf16(CausalLM m)
     {
-        foreach (var p in m.Parameters)
-        {
-            var s = ((CpuTensor)p.Value).Span;
-            for (int i = 0; i < s.Length; i++) s[i] = DTypes.Bf16ToFloat(DTypes.FloatToBf16(s[i]));
-        }
+        foreach (var p in m.Parameters) Bf16StorageEmulator.RoundToBf16(((CpuTensor)p.Value).Span);
     }
 
     [Theory, MemberData(nameof(Families))]

@@ -25,11 +25,15 @@ public sealed class Bf16StorageEmulator : IBackend
 
     bool IsBf16(Tensor? t) => t is not null && bf16.TryGetValue(t, out _);
 
+    /// <summary>Rounds every value to the nearest bfloat16 (nearest-even), in place.</summary>
+    internal static void RoundToBf16(Span<float> s)
+    {
+        for (int i = 0; i < s.Length; i++) s[i] = DTypes.Bf16ToFloat(DTypes.FloatToBf16(s[i]));
+    }
+
     void Round(Tensor? t)
     {
-        if (!IsBf16(t)) return;
-        var span = ((CpuTensor)t!).Span;
-        for (int i = 0; i < span.Length; i++) span[i] = DTypes.Bf16ToFloat(DTypes.FloatToBf16(span[i]));
+        if (IsBf16(t)) RoundToBf16(((CpuTensor)t!).Span);
     }
 
     Tensor Track(Tensor t, DType d)
@@ -58,8 +62,7 @@ public sealed class Bf16StorageEmulator : IBackend
         if (!IsBf16(w) || IsBf16(a)) return a;
         var c = cpu.Alloc(DType.F32, a.Shape);
         cpu.Copy(c, a);
-        var span = ((CpuTensor)c).Span;
-        for (int i = 0; i < span.Length; i++) span[i] = DTypes.Bf16ToFloat(DTypes.FloatToBf16(span[i]));
+        RoundToBf16(((CpuTensor)c).Span);
         return c;
     }
 
