@@ -163,8 +163,8 @@ public static class AutoPrune
                 string label = $"auto-{recipe.ToString().ToLowerInvariant()}-lr{lr:G3}" + (recipe == Stage2.Distill ? $"-a{alpha:G3}-T{temp:G3}" : "");
                 var tr = Trainer.Train(m, calib, opts, label, ckpt, $"auto.trial.{ti}", log, ct);
                 foreach (var l in chosen) m.Skip[l] = false;
-                trial = new Stage2Trial(recipe.ToString().ToLowerInvariant(), lr, epochs, tr.BestEpoch, tr.BestHeldBackCe, tr.HeldBackCe,
-                    recipe == Stage2.Distill ? alpha : 0, recipe == Stage2.Distill ? temp : 1);
+                // the trial list holds α 0, T 1 for every recipe but distill
+                trial = new Stage2Trial(recipe.ToString().ToLowerInvariant(), lr, epochs, tr.BestEpoch, tr.BestHeldBackCe, tr.HeldBackCe, alpha, temp);
                 report.LossPerStep.AddRange(tr.Steps);
             }
             report.Stage2Trials.Add(trial);

@@ -6,7 +6,7 @@ namespace ElderCuda.Pruning;
 /// LaCo (arXiv 2402.11187), as PRUNING.md's reference ran it: top-down sweeps over base layers l; at each
 /// l, merge the next m layers into l (groups of up to GroupSize layers, m = min(GroupSize − 1, layers
 /// still to remove)) with θ_l + Σ_k (θ_{l+k} − θ_l); accept when the mean per-token cos between the final
-/// hidden states (after the final norm) of the current model and the merged one is ≥ threshold, then
+/// hidden states (after the final norm) of the dense model (or, optionally, the model merged so far) and the merged one is ≥ threshold, then
 /// continue the sweep below. When a whole sweep accepts nothing, the sweep's best group is taken.
 /// </summary>
 public static class LaCo
@@ -27,14 +27,14 @@ public static class LaCo
         {
             bool accepted = false;
             (int l, List<int> others, double cos) best = (-1, [], double.NegativeInfinity);
-            var current = original ?? PruneUtil.FinalHidden(m, windows, batch);
+            var reference = original ?? PruneUtil.FinalHidden(m, windows, batch);
             int need = k - steps.Sum(s => s.MergedAwayOriginal.Count);
             int mm = Math.Min(groupSize - 1, need);
             for (int l = m.NumLayers - 1 - mm; l >= 0; l--)
             {
                 ct.ThrowIfCancellationRequested();
                 var others = Enumerable.Range(l + 1, mm).ToList();
-                double cos = Trial(m, l, others, windows, batch, current, d);
+                double cos = Trial(m, l, others, windows, batch, reference, d);
                 if (cos > best.cos) best = (l, others, cos);
                 if (cos >= threshold)
                 {
@@ -43,7 +43,7 @@ public static class LaCo
                     need = k - steps.Sum(s => s.MergedAwayOriginal.Count);
                     if (need == 0) break;
                     mm = Math.Min(groupSize - 1, need);
-                    current = original ?? PruneUtil.FinalHidden(m, windows, batch);
+                    reference = original ?? PruneUtil.FinalHidden(m, windows, batch);
                     // layers at or below l keep their numbers; the loop goes on with l − 1
                 }
             }
@@ -52,7 +52,7 @@ public static class LaCo
         return steps;
     }
 
-    /// <summary>cos(final hidden of current, of current with others merged into l), the model left unchanged.</summary>
+    /// <summary>cos(reference final hidden states, those of the model with others merged into l), the model left unchanged.</summary>
     internal static double Trial(CausalLM m, int l, List<int> others, IReadOnlyList<int[]> windows, int batch, List<float[]> reference, int d)
     {
         var saved = Merge.SaveLayer(m, l);

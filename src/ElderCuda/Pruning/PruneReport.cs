@@ -8,8 +8,10 @@ public sealed record EvalFigures(double Perplexity, double TotalNll, long Predic
 
 public sealed record Candidate(string Name, List<int> RemovedOriginal, double HeldBackCe);
 
-/// <summary>One stage-2 run: EpochKept is the epoch whose weights the model kept (auto: the lowest held-back CE; elder: the last), HeldBackCe its held-back CE.</summary>
-/// <summary>DistillWeight α and DistillTemperature T apply to the distill recipe only (0 and 1 otherwise).</summary>
+/// <summary>
+/// One stage-2 run: EpochKept is the epoch whose weights the model kept (auto: the lowest held-back CE; elder: the
+/// last), HeldBackCe its held-back CE. DistillWeight α and DistillTemperature T apply to the distill recipe only (0 and 1 otherwise).
+/// </summary>
 public sealed record Stage2Trial(string Recipe, double Lr, int Epochs, int EpochKept, double HeldBackCe, List<double> HeldBackCePerEpoch,
     double DistillWeight = 0, double DistillTemperature = 1);
 
