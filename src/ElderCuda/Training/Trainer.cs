@@ -78,15 +78,20 @@ public static class Trainer
         return logits;
     }
 
-    /// <summary>The teacher's soft targets for windows order[from..from+count), from the per-window cache where present.</summary>
+    /// <summary>
+    /// The teacher's soft targets for windows order[from..from+count), from the per-window cache where present. A
+    /// cached batch is assembled in <paramref name="batchBuffer"/>, reused from step to step (the step reads it
+    /// before the next call).
+    /// </summary>
     static float[] SoftTargets(CausalLM teacher, IReadOnlyList<int[]> windows, IReadOnlyList<int> order, int from, int count,
-        float temperature, float[]?[]? cache)
+        float temperature, float[]?[]? cache, ref float[]? batchBuffer)
     {
         int V = teacher.Config.VocabSize;
         if (cache is not null && Enumerable.Range(from, count).All(i => cache[order[i]] is not null))
         {
             int T = windows[order[from]].Length;
-            var all = new float[(long)count * T * V];
+            if (batchBuffer?.Length != (long)count * T * V) batchBuffer = new float[(long)count * T * V];
+            var all = batchBuffer;
             for (int b = 0; b < count; b++) cache[order[from + b]]!.CopyTo(all, (long)b * T * V);
             return all;
         }
@@ -116,6 +121,7 @@ public static class Trainer
         // the dense teacher for distillation: the checkpoint as loaded, never trained
         using var teacher = o.DistillWeight > 0 ? CausalLM.Load(model.SourceDir, model.Backend) : null;
         int n = calib.Train.Count;
+        float[]? softBatch = null;
         float[]?[]? teacherCache = teacher is not null
             && 4L * calib.Train.Sum(w => (long)w.Length) * teacher.Config.VocabSize <= o.TeacherCacheBytes ? new float[n][] : null;
         int stepsPerEpoch = (n + o.Batch - 1) / o.Batch;
@@ -163,7 +169,7 @@ public static class Trainer
                 {
                     Backward = true, WeightGrads = true,
                     DiffRegLayers = P.Count > 0 ? P : null, DiffRegLambda = o.DiffRegLambda, DiffRegNorm = o.DiffRegNorm,
-                    SoftTargets = teacher is null ? null : SoftTargets(teacher, calib.Train, order, i, c, o.DistillTemperature, teacherCache),
+                    SoftTargets = teacher is null ? null : SoftTargets(teacher, calib.Train, order, i, c, o.DistillTemperature, teacherCache, ref softBatch),
                     SoftTargetWeight = o.DistillWeight, SoftTargetTemperature = o.DistillTemperature,
                 });
                 int step = opt.StepCount + 1;
