@@ -30,6 +30,8 @@ public interface IBackend : IDisposable
     Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape);
     /// <summary>An I32 tensor (token ids, targets).</summary>
     Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape);
+    /// <summary>dst = data, converted to dst's dtype, into an existing tensor (no new host or device buffer).</summary>
+    void CopyFromHost(Tensor dst, ReadOnlySpan<float> data);
     /// <summary>Copy to host as float32 (converting from the tensor's dtype).</summary>
     void ToHost(Tensor t, Span<float> dst);
     void Zero(Tensor t);
@@ -107,6 +109,14 @@ public interface IBackend : IDisposable
     /// gradScale·(softmax − onehot) (dLogits may alias logits).
     /// </summary>
     void CrossEntropy(Tensor losses, Tensor? dLogits, Tensor logits, Tensor targets, float gradScale);
+    /// <summary>
+    /// Cross-entropy with knowledge distillation (Hinton et al.), fused like <see cref="CrossEntropy"/>: losses as
+    /// there (hard targets). With q = softmax(z), q_T = softmax(z/T) and the teacher's probabilities at T in
+    /// soft[N, V] (F32), dLogits (may alias logits) is overwritten with the gradient of
+    /// (1 − α)·CE + α·T²·KL(p ‖ q_T): gradScale·[(1 − α)·(q − onehot) + α·T·(q_T − p)]. Rows whose target is
+    /// negative get loss 0 and gradient 0.
+    /// </summary>
+    void CrossEntropyDistill(Tensor losses, Tensor dLogits, Tensor logits, Tensor soft, Tensor targets, float gradScale, float alpha, float temperature);
 
     // ---- optimiser ---------------------------------------------------------------------------------
     /// <summary>

@@ -33,6 +33,7 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     public Tensor Alloc(DType dtype, params int[] shape) => Time("alloc", () => inner.Alloc(dtype, shape));
     public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape) => inner.FromHost(data, dtype, shape);
     public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape) => inner.FromHostInt(data, shape);
+    public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data) => inner.CopyFromHost(dst, data);
     public void ToHost(Tensor t, Span<float> dst) => inner.ToHost(t, dst);
     public void Zero(Tensor t) => Time("zero", () => inner.Zero(t));
     public void Copy(Tensor dst, Tensor src) => Time("copy", () => inner.Copy(dst, src));
@@ -60,6 +61,7 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     public double DiffNorm(Tensor a, Tensor b, NormKind k) => Time("diffnorm", () => inner.DiffNorm(a, b, k));
     public void DiffNormBackward(Tensor dA, Tensor? dB, Tensor a, Tensor b, NormKind k, double n, float c) => Time("diffnorm_bwd", () => inner.DiffNormBackward(dA, dB, a, b, k, n, c));
     public void CrossEntropy(Tensor l, Tensor? dl, Tensor lg, Tensor t, float s) => Time("crossentropy", () => inner.CrossEntropy(l, dl, lg, t, s));
+    public void CrossEntropyDistill(Tensor l, Tensor dl, Tensor lg, Tensor p, Tensor t, float s, float a, float T) => Time("crossentropy_distill", () => inner.CrossEntropyDistill(l, dl, lg, p, t, s, a, T));
     public void AdamW(Tensor p, Tensor m0, Tensor g, Tensor m, Tensor v, float lr, float b1, float b2, float eps, float wd, int step) => Time("adamw", () => inner.AdamW(p, m0, g, m, v, lr, b1, b2, eps, wd, step));
     public void Dispose() => inner.Dispose();
 }

@@ -194,8 +194,8 @@ public sealed partial class CausalLM
         return y;
     }
 
-    /// <summary>Host buffer for the distillation term of the logits gradient (see Step).</summary>
-    float[]? _softGrad;
+    /// <summary>The teacher's probabilities on the backend for distillation (see Step): one buffer reused from step to step, freed with the model.</summary>
+    Tensor? _softTargets;
 
     float AttentionScale => (float)(1.0 / Math.Sqrt(Config.HeadDim));
 
@@ -376,12 +376,24 @@ public sealed partial class CausalLM
             var head = Get(HeadName); var headB = HeadBiasName is { } hb ? Get(hb) : null;
             var logits = outer.A(ct, N, c.VocabSize);
             Lin(logits, hOut, head, headB);
-            float kdT = o.SoftTargetTemperature;
-            bool kdTemp = o.Backward && o.SoftTargets is not null && o.SoftTargetWeight != 0f && kdT != 1f;
-            if (kdTemp && !(kdT > 0f)) throw new ArgumentException($"soft-target temperature must be > 0 (got {kdT})");
-            float[]? logitsHost = o.KeepLogits || kdTemp ? Host(logits) : null;
+            float[]? logitsHost = o.KeepLogits ? Host(logits) : null;
             var losses = outer.A(DType.F32, N);
-            be.CrossEntropy(losses, o.Backward ? logits : null, logits, targets, (float)(o.LossScale / Math.Max(1, predicted)));
+            float gradScale = (float)(o.LossScale / Math.Max(1, predicted));
+            if (o.Backward && o.SoftTargets is { } soft && o.SoftTargetWeight != 0f)
+            {
+                // distillation: the fused kernel overwrites the logits with the gradient of
+                // (1 − α)·CE + α·T²·KL(p ‖ softmax(z/T)); the teacher's p go up into one reused F32 buffer
+                if (soft.Length != (long)N * c.VocabSize) throw new ArgumentException($"soft targets: {soft.Length} values, expected B·T·V = {(long)N * c.VocabSize}");
+                if (!(o.SoftTargetTemperature > 0f)) throw new ArgumentException($"soft-target temperature must be > 0 (got {o.SoftTargetTemperature})");
+                if (_softTargets is null || _softTargets.Count != soft.Length)
+                {
+                    _softTargets?.Dispose();
+                    _softTargets = be.Alloc(DType.F32, N, c.VocabSize);
+                }
+                be.CopyFromHost(_softTargets, soft);
+                be.CrossEntropyDistill(losses, logits, logits, _softTargets, targets, gradScale, o.SoftTargetWeight, o.SoftTargetTemperature);
+            }
+            else be.CrossEntropy(losses, o.Backward ? logits : null, logits, targets, gradScale);
             var lossHost = Host(losses);
             double nll = 0; foreach (var l in lossHost) nll += l;
 
@@ -390,51 +402,6 @@ public sealed partial class CausalLM
             {
                 gateGrads = o.GateGrads ? new double[NumLayers] : null;
                 using var bs = new Scope(be);
-                if (o.SoftTargets is { } soft && o.SoftTargetWeight != 0f)
-                {
-                    // distillation: add α·s·(onehot − p) to the CE gradient s·(softmax − onehot)
-                    int V = c.VocabSize;
-                    if (soft.Length != (long)N * V) throw new ArgumentException($"soft targets: {soft.Length} values, expected B·T·V = {(long)N * V}");
-                    float a = (float)(o.SoftTargetWeight * o.LossScale / Math.Max(1, predicted));
-                    // one N·V host buffer reused across steps (64 MB at 8×512×4096: a new one per step left
-                    // the GC holding gigabytes of them); rows without a target are cleared
-                    if (_softGrad?.Length != (long)N * V) _softGrad = new float[(long)N * V];
-                    var h = _softGrad;
-                    if (!kdTemp)
-                        Parallel.For(0, N, n =>
-                        {
-                            int t = tg[n];
-                            if (t < 0) { Array.Clear(h, n * V, V); return; }
-                            for (int j = 0; j < V; j++) h[(long)n * V + j] = -a * soft[(long)n * V + j];
-                            h[(long)n * V + t] += a;
-                        });
-                    else
-                    {
-                        // temperature T: α·T²·KL(p ‖ softmax(z/T)) has gradient α·T·(softmax(z/T) − p) in z (p are the
-                        // teacher's probabilities at T). The CE gradient already holds s·(softmax(z) − onehot); swap
-                        // α of it for the KD term: add s·α·(onehot − softmax(z) + T·(softmax(z/T) − p)).
-                        var zl = logitsHost!;
-                        double invT = 1.0 / kdT;
-                        Parallel.For(0, N, n =>
-                        {
-                            int t = tg[n];
-                            if (t < 0) { Array.Clear(h, n * V, V); return; }
-                            long o0 = (long)n * V;
-                            double max = double.NegativeInfinity;
-                            for (int j = 0; j < V; j++) if (zl[o0 + j] > max) max = zl[o0 + j];
-                            double z1 = 0, zT = 0;
-                            for (int j = 0; j < V; j++) { z1 += Math.Exp(zl[o0 + j] - max); zT += Math.Exp((zl[o0 + j] - max) * invT); }
-                            for (int j = 0; j < V; j++)
-                            {
-                                double q1 = Math.Exp(zl[o0 + j] - max) / z1, qT = Math.Exp((zl[o0 + j] - max) * invT) / zT;
-                                h[o0 + j] = (float)(a * (-q1 + kdT * (qT - soft[o0 + j])));
-                            }
-                            h[o0 + t] += a;
-                        });
-                    }
-                    var ht = bs.Track(be.FromHost(h, ct, N, V));
-                    be.Axpy(logits, 1f, ht);
-                }
                 var dOut = bs.A(ct, N, hOut.Cols);
                 LinBack(dOut, logits, hOut, head, headB, false);
                 Tensor dhf = dOut;

@@ -1,5 +1,6 @@
 using ElderCuda.Backends;
 using ElderCuda.Tensors;
+using ElderCuda.Tests.Model;
 
 namespace ElderCuda.Tests.Cuda;
 
@@ -296,6 +297,27 @@ public class CudaOpParityTests
             // dLogits aliasing logits, loss only
             p.Gpu.CrossEntropy(gl, gx, gx, gt, 0.5f); p.Cpu.CrossEntropy(cl, cx, cx, ct, 0.5f);
             p.Check($"crossentropy in place V={V}", gx, cx, p.BwdTol);
+        }
+    }
+
+    [Theory, MemberData(nameof(Modes))]
+    public void CrossEntropyDistill(DType d)
+    {
+        var p = new Parity(d, 12);
+        foreach (var (N, V, alpha, temp) in new[] { (37, 193, 0.6f, 2f), (9, 32003, 1f, 0.5f), (5, 1000, 0.3f, 1f) })
+        {
+            var targets = Enumerable.Range(0, N).Select(i => i % 7 == 3 ? -100 : p.Rng.Next(V)).ToArray();
+            var gt = p.Gpu.FromHostInt(targets, N); var ct = p.Cpu.FromHostInt(targets, N);
+            var (gx, cx) = p.Both(p.Rand((long)N * V, 8f), d, N, V);
+            var (gs, cs) = p.Both(DistillationTests.RandomDistributions(N, V, 13), DType.F32, N, V);
+            var gl = p.Poisoned(DType.F32, N); var cl = p.Cpu.Alloc(DType.F32, N);
+            var gd = p.Poisoned(d, N, V); var cd = p.Cpu.Alloc(DType.F32, N, V);
+            p.Gpu.CrossEntropyDistill(gl, gd, gx, gs, gt, 1f / N, alpha, temp); p.Cpu.CrossEntropyDistill(cl, cd, cx, cs, ct, 1f / N, alpha, temp);
+            p.Check($"crossentropy_distill losses V={V} T={temp}", gl, cl, p.FwdTol);
+            p.Check($"crossentropy_distill dlogits V={V} T={temp}", gd, cd, p.BwdTol);
+            // dLogits aliasing logits, as the model calls it
+            p.Gpu.CrossEntropyDistill(gl, gx, gx, gs, gt, 0.5f, alpha, temp); p.Cpu.CrossEntropyDistill(cl, cx, cx, cs, ct, 0.5f, alpha, temp);
+            p.Check($"crossentropy_distill in place V={V} T={temp}", gx, cx, p.BwdTol);
         }
     }
 

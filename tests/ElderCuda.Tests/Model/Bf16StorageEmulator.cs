@@ -45,6 +45,7 @@ public sealed class Bf16StorageEmulator : IBackend
     public Tensor Alloc(DType dtype, params int[] shape) => Track(cpu.Alloc(dtype, shape), dtype);
     public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape) => Track(cpu.FromHost(data, dtype, shape), dtype);
     public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape) => cpu.FromHostInt(data, shape);
+    public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data) { cpu.CopyFromHost(dst, data); Round(dst); }
     public void ToHost(Tensor t, Span<float> dst) => cpu.ToHost(t, dst);
     public void Zero(Tensor t) => cpu.Zero(t);
     public void Copy(Tensor dst, Tensor src) { cpu.Copy(dst, src); Round(dst); }
@@ -105,6 +106,8 @@ public sealed class Bf16StorageEmulator : IBackend
 
     public void CrossEntropy(Tensor losses, Tensor? dLogits, Tensor logits, Tensor targets, float gradScale)
     { cpu.CrossEntropy(losses, dLogits, logits, targets, gradScale); Round(dLogits); }
+    public void CrossEntropyDistill(Tensor losses, Tensor dLogits, Tensor logits, Tensor soft, Tensor targets, float gradScale, float alpha, float temperature)
+    { cpu.CrossEntropyDistill(losses, dLogits, logits, soft, targets, gradScale, alpha, temperature); Round(dLogits); }
 
     public void AdamW(Tensor param, Tensor master, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
     { cpu.AdamW(param, master, grad, m, v, lr, beta1, beta2, eps, weightDecay, step); Round(param); }

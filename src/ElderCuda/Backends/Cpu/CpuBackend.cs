@@ -29,6 +29,14 @@ public sealed partial class CpuBackend : IBackend
         return t;
     }
 
+    public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data)
+    {
+        var c = C(dst);
+        if (data.Length != c.Count) throw new ArgumentException($"{data.Length} values for {dst}");
+        if (c.F is not null) data.CopyTo(c.F);
+        else for (int i = 0; i < data.Length; i++) c.I![i] = (int)data[i];
+    }
+
     public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape)
     {
         var t = new CpuTensor(DType.I32, shape);

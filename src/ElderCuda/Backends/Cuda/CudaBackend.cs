@@ -234,6 +234,20 @@ public sealed unsafe partial class CudaBackend : IBackend
         return t;
     }
 
+    public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data)
+    {
+        Enter();
+        var t = Cu(dst);
+        if (data.Length != t.Count) throw new ArgumentException($"{data.Length} values for {dst}");
+        if (t.DType != DType.F32) { Upload(t, DTypes.FromFloat32(t.DType, data)); return; }
+        if (data.IsEmpty) return;
+        fixed (float* p = data)
+        {
+            Driver.MemcpyHtoDAsync(t.Ptr, p, (ulong)t.Bytes, _stream);
+            Driver.StreamSynchronize(_stream);   // the host span must outlive the copy
+        }
+    }
+
     public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape)
     {
         Enter();
