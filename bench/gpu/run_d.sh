@@ -5,7 +5,8 @@
 #   2. issue 4's scale check: ELDeR with stage 2 on a random Llama-2-7B-shaped model on one GPU, with the
 #      time and peak memory per stage (report.json) and nvidia-smi's view.
 # Pack first, here: bash bench/gpu/pack_a.sh   (carry .gpu/app.tar.xz, .gpu/dotnet.tar.xz, .gpu/env.sh)
-# Then: STEP=tests bash bench/gpu/run_d.sh   and   STEP=7b bash bench/gpu/run_d.sh   (two calls, 10 min each)
+# Then: STEP=tests bash bench/gpu/run_d.sh   and   STEP=7b bash bench/gpu/run_d.sh   (two calls, 10 min each);
+# STEP=native builds the ahead-of-time images with nvcc (CMakeLists.txt) and runs the op parity tests on them.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source .gpu/env.sh
@@ -19,6 +20,22 @@ if [ "${STEP:-tests}" = tests ]; then
   dotnet .gpu/app/ElderCuda.Tests.dll -class ElderCuda.Tests.Model.Bf16PrecisionPolicyTests > "$OUT/bf16-emulation.log" 2>&1
   grep -E "FAIL|Total:|rc=" "$OUT/gpu-tests.log" | head -30
   sort -u "$OUT/parity.tsv" | grep -E "f32out|offload|distill|model .* grads" | head -40
+fi
+
+if [ "${STEP:-tests}" = native ]; then
+  echo "== 3. ahead-of-time kernels: CMakeLists.txt with the real nvcc, then the op parity tests on those images"
+  if command -v cmake >/dev/null; then
+    cmake -S . -B /tmp/kb -DELDR_NATIVE_DIR=/tmp/native -DELDR_CUDA_ARCHS=90 > "$OUT/native-build.log" 2>&1 && cmake --build /tmp/kb -j 16 >> "$OUT/native-build.log" 2>&1
+  else   # no cmake on the box: the same nvcc line and sidecar by hand
+    mkdir -p /tmp/native
+    for f in kernels/*.cu; do n=$(basename "$f" .cu)
+      /usr/local/cuda/bin/nvcc -cubin -arch=sm_90 -std=c++17 -O3 -DELDR_NVRTC=0 -I kernels -o /tmp/native/$n.sm_90.cubin "$f" >> "$OUT/native-build.log" 2>&1
+      echo "$(cat "$f" kernels/*.cuh | sha256sum | cut -d' ' -f1)  $n.cu" > /tmp/native/$n.sm_90.cubin.sha256
+    done
+  fi
+  echo "build rc=$? ; images: $(ls /tmp/native/*.cubin 2>/dev/null | wc -l)"; tail -3 "$OUT/native-build.log"
+  ELDR_NATIVE_DIR=/tmp/native ELDR_KERNEL_LOG=1 dotnet .gpu/app/ElderCuda.Tests.dll -class ElderCuda.Tests.Cuda.CudaOpParityTests > "$OUT/native-tests.log" 2>&1
+  grep -E "^kernels " "$OUT/native-tests.log" | sort -u; grep -E "FAIL|Total:" "$OUT/native-tests.log" | head
 fi
 
 if [ "${STEP:-tests}" = 7b ]; then

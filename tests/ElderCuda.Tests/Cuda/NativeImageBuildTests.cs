@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ElderCuda.Backends.Cuda;
+using ElderCuda.Backends.Cuda.Interop;
 
 namespace ElderCuda.Tests.Cuda;
 
@@ -7,7 +8,8 @@ namespace ElderCuda.Tests.Cuda;
 /// The ahead-of-time kernel build (CMakeLists.txt) writes, beside each cubin, the SHA-256 the engine compares
 /// before it trusts a native image (KernelCompiler.SourceHash). If the two hashes disagree, every image the
 /// build makes is silently ignored as stale. This runs the real CMake project with a stand-in for nvcc (a
-/// script that writes a placeholder cubin), so it needs cmake but no CUDA toolkit; without cmake it skips.
+/// script that writes a placeholder cubin), so it needs cmake but no CUDA toolkit; without cmake it skips. It
+/// then checks that the loader prefers those images, and passes over a stale one.
 /// </summary>
 public class NativeImageBuildTests
 {
@@ -54,7 +56,20 @@ public class NativeImageBuildTests
                     Assert.True(File.Exists(cubin), $"{cubin} was not built");
                     var side = File.ReadAllText(cubin + ".sha256").Trim().Split(' ')[0];
                     Assert.Equal(KernelCompiler.SourceHash(family), side);
+                    // the loader takes the built image in preference to NVRTC
+                    var (image, origin) = KernelCompiler.GetImage(family, arch, [native]);
+                    Assert.Equal("native:" + cubin, origin);
+                    Assert.Equal("fake"u8.ToArray(), image);
                 }
+
+            // a stale image (its sidecar names other sources) is passed over for NVRTC
+            if (Nvrtc.IsAvailable)
+            {
+                var fam = KernelSources.Families[0];
+                File.WriteAllText(Path.Combine(native, $"{fam}.sm_80.cubin.sha256"), new string('0', 64) + "  stale.cu\n");
+                var (_, staleOrigin) = KernelCompiler.GetImage(fam, 80, [native]);
+                Assert.False(staleOrigin.StartsWith("native:", StringComparison.Ordinal), $"stale image used: {staleOrigin}");
+            }
         }
         finally { Directory.Delete(tmp, true); }
     }

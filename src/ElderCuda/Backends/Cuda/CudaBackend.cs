@@ -108,6 +108,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     // ---- kernels ----------------------------------------------------------------------------------
     /// <summary>Where each loaded family's image came from ("native:...", "cache:...", "nvrtc").</summary>
     public Dictionary<string, string> KernelOrigins { get; } = new();
+    /// <summary>ELDR_KERNEL_LOG=1 prints each family's origin to stderr as it loads (is a native image being used?).</summary>
+    static readonly bool LogKernelOrigins = Environment.GetEnvironmentVariable("ELDR_KERNEL_LOG") == "1";
 
     internal IntPtr Function(string family, string name)
     {
@@ -123,6 +125,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             mod = Driver.ModuleLoadData(image);
             _modules[family] = mod;
             KernelOrigins[family] = origin;
+            if (LogKernelOrigins) Console.Error.WriteLine($"kernels {family} (sm_{Arch}): {origin}");
         }
         f = Driver.ModuleGetFunction(mod, name);
         _functions[name] = f;

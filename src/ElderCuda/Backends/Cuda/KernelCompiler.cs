@@ -44,10 +44,13 @@ public static class KernelCompiler
     public static Nvrtc.Output CompileWithNvrtc(string family, int arch, bool wantCubin = true) =>
         Nvrtc.Compile(KernelSources.Source(family), family + ".cu", KernelSources.Headers, Options(arch), wantCubin);
 
-    /// <summary>An image for cuModuleLoadData, and where it came from ("native", "cache", "nvrtc").</summary>
-    public static (byte[] image, string origin) GetImage(string family, int arch)
+    /// <summary>
+    /// An image for cuModuleLoadData, and where it came from ("native", "cache", "nvrtc"). Native images are looked
+    /// for in <paramref name="nativeDirs"/> (default <see cref="NativeDirs"/>).
+    /// </summary>
+    public static (byte[] image, string origin) GetImage(string family, int arch, IEnumerable<string>? nativeDirs = null)
     {
-        foreach (var dir in NativeDirs())
+        foreach (var dir in nativeDirs ?? NativeDirs())
         {
             foreach (var ext in new[] { "cubin", "fatbin" })
             {
