@@ -48,8 +48,10 @@ public class CudaTrainingTests
         Assert.True(Rel.Error(dev[1], fresh.ReadParameter(fresh.Parameters[1].Name)) > 1e-4, "the weights did not move");
     }
 
-    [Fact]
-    public void DistillationGradientMatchesTheCpu()
+    [Theory]
+    [InlineData(1f)]
+    [InlineData(2f)]
+    public void DistillationGradientMatchesTheCpu(float temperature)
     {
         var gpu = CudaFixture.Get(DType.F32);
         var batch = GateGradientTests.Batch("llama-gqa");
@@ -57,7 +59,7 @@ public class CudaTrainingTests
         {
             using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), be);
             var soft = DistillationTests.RandomDistributions(batch.Ids.Length, m.Config.VocabSize, 5);
-            m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = 0.6f });
+            m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = 0.6f, SoftTargetTemperature = temperature });
             return Bf16PrecisionPolicyTests.Grads(m);
         }
         var cpu = Run(new CpuBackend());
@@ -65,7 +67,7 @@ public class CudaTrainingTests
         foreach (var (name, g) in cpu)
         {
             double e = Rel.Error(cuda[name], g);
-            CudaFixture.Record("distillation gradient vs cpu", DType.F32, e);
+            CudaFixture.Record($"distillation gradient vs cpu T={temperature}", DType.F32, e);
             Assert.True(e < 1e-4, $"{name}: rel err {e:E2}");
         }
     }
