@@ -163,7 +163,7 @@ public sealed partial class CpuBackend : IBackend
         if (dw is not null || db is not null)
         {
             // transpose dOut once so that each output row reads contiguous memory
-            var gt = new float[(long)Out * N];
+            var gt = System.Buffers.ArrayPool<float>.Shared.Rent(checked(Out * N));
             for (int n = 0; n < N; n++) for (int j = 0; j < Out; j++) gt[(long)j * N + n] = g[n * Out + j];
             var xs = F(x); var dws = dw is null ? null : F(dw); var dbs = db is null ? null : F(db);
             Parallel.For(0, Out, j =>
@@ -175,6 +175,7 @@ public sealed partial class CpuBackend : IBackend
                 for (int n = 0; n < N; n++)
                     if (gj[n] != 0f) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(xs, n * In, In), gj[n], row, row);
             });
+            System.Buffers.ArrayPool<float>.Shared.Return(gt);
         }
     }
 
