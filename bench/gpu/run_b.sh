@@ -3,7 +3,8 @@
 # here by transformers), then the pruning quality table of PRUNING.md's protocol (calibration: 128
 # windows of 512 from the training split = first 95% of each corpus file; evaluation: the held-out
 # split and WikiText-2 test, windows of 512, on the exported bf16 checkpoints in fp32 math).
-# Expects .gpu/eldr.tar.xz (trimmed self-contained eldr), .gpu/extra/{llama-24L,corpus,wiki}.tar.xz
+# Expects .gpu/eldr.tar.xz (trimmed self-contained eldr), .gpu/extra/{llama-24L,corpus,wiki}.tar.xz: bash bench/gpu/pack_b.sh
+# The auto rows use auto's current default grid (distill included); one of them may take minutes on the H100.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -24,7 +25,7 @@ done 2>&1 | tee "$OUT/trace-unseen.txt"
 
 echo "== 2. pruning quality"
 mkdir -p /tmp/q
-common="--ratio 0.25 --calib /tmp/corpus --train-fraction 0.95 --seqlen 512 --samples 128 --heldback 64 --seed 0 --device cuda --no-dense-eval --eval data/corpus-heldout.txt --eval-seqlen 512"
+common="--ratio 0.25 --calib /tmp/corpus --train-fraction 0.95 --seqlen 512 --samples 128 --heldback 64 --seed 0 --device cuda --no-plots --no-dense-eval --eval data/corpus-heldout.txt --eval-seqlen 512"
 summary="$OUT/quality.tsv"; printf "model\tmethod\tremoved\trecipe\theldback_ce\theldout_ppl\twikitext_ppl\tseconds\n" > "$summary"
 for model in llama-24L llama-12L; do
   M=/tmp/$model; [ -d "$M" ] || M=models/$model
