@@ -384,7 +384,6 @@ public sealed partial class CausalLM
                 // distillation: the fused kernel overwrites the logits with the gradient of
                 // (1 − α)·CE + α·T²·KL(p ‖ softmax(z/T)); the teacher's p go up into one reused F32 buffer
                 if (soft.Length != (long)N * c.VocabSize) throw new ArgumentException($"soft targets: {soft.Length} values, expected B·T·V = {(long)N * c.VocabSize}");
-                if (!(o.SoftTargetTemperature > 0f)) throw new ArgumentException($"soft-target temperature must be > 0 (got {o.SoftTargetTemperature})");
                 if (_softTargets is null || _softTargets.Count != soft.Length)
                 {
                     _softTargets?.Dispose();

@@ -97,8 +97,7 @@ public sealed class AdamWOptimizer : IDisposable
             var g = (Backends.Cpu.CpuTensor)_gradScratch!;
             _b.ToHost(s.P.Grad, g.Span[..(int)s.P.Grad.Count]);
             _host.AdamW(s.Master, s.Master, g, s.M, s.V, lr, Beta1, Beta2, Eps, WeightDecay, StepCount);
-            using var up = _b.FromHost(((Backends.Cpu.CpuTensor)s.Master).Span, s.P.Value.DType, s.P.Shape);
-            _b.Copy(s.P.Value, up);
+            _b.CopyFromHost(s.P.Value, ((Backends.Cpu.CpuTensor)s.Master).Span);
         }
     }
 
@@ -120,11 +119,7 @@ public sealed class AdamWOptimizer : IDisposable
         {
             var master = from["opt.master." + s.P.Name];
             Upload(s.Master, master);
-            if (s.OnHost)
-            {
-                using var up = _b.FromHost(((Backends.Cpu.CpuTensor)s.Master).Span, s.P.Value.DType, s.P.Shape);
-                _b.Copy(s.P.Value, up);
-            }
+            if (s.OnHost) _b.CopyFromHost(s.P.Value, ((Backends.Cpu.CpuTensor)s.Master).Span);
             else if (s.OwnsMaster) _b.Copy(s.P.Value, s.Master);
             Upload(s.M, from["opt.m." + s.P.Name]);
             Upload(s.V, from["opt.v." + s.P.Name]);
@@ -142,8 +137,7 @@ public sealed class AdamWOptimizer : IDisposable
     void Upload(Tensor dst, float[] data)
     {
         if (dst is Backends.Cpu.CpuTensor c && _b is not Backends.Cpu.CpuBackend) { data.CopyTo(c.Span); return; }
-        using var tmp = _b.FromHost(data, DType.F32, dst.Shape);
-        _b.Copy(dst, tmp);
+        _b.CopyFromHost(dst, data);
     }
 
     public void Dispose()

@@ -22,13 +22,10 @@ public static class CpuArrayPool
     static long _pooledBytes;
 
     /// <summary>Most bytes the pool keeps: a quarter of the memory the GC may use.</summary>
-    public static long CapBytes { get; set; } = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4;
+    public static long CapBytes { get; } = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4;
 
     /// <summary>Test switch: poison returned arrays with NaN and do not reuse them.</summary>
     public static bool PoisonFreed { get; set; }
-
-    /// <summary>Bytes held for reuse now.</summary>
-    public static long PooledBytes => Interlocked.Read(ref _pooledBytes);
 
     /// <summary>A zero-filled array of exactly <paramref name="length"/> floats.</summary>
     public static float[] Rent(int length)
@@ -50,12 +47,5 @@ public static class CpuArrayPool
         long bytes = 4L * a.Length;
         if (Interlocked.Add(ref _pooledBytes, bytes) > CapBytes) { Interlocked.Add(ref _pooledBytes, -bytes); return; }
         Free.GetOrAdd(a.Length, _ => new ConcurrentBag<float[]>()).Add(a);
-    }
-
-    /// <summary>Drop every pooled array (for the GC to collect).</summary>
-    public static void Clear()
-    {
-        foreach (var (_, bag) in Free)
-            while (bag.TryTake(out var a)) Interlocked.Add(ref _pooledBytes, -4L * a.Length);
     }
 }

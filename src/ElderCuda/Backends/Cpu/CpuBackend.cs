@@ -23,16 +23,14 @@ public sealed partial class CpuBackend : IBackend
     public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape)
     {
         var t = new CpuTensor(Storage(dtype), shape);
-        if (data.Length != t.Count) throw new ArgumentException($"{data.Length} values for shape {t.ShapeString}");
-        if (t.F is not null) data.CopyTo(t.F);
-        else for (int i = 0; i < data.Length; i++) t.I![i] = (int)data[i];
+        CopyFromHost(t, data);
         return t;
     }
 
     public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data)
     {
         var c = C(dst);
-        if (data.Length != c.Count) throw new ArgumentException($"{data.Length} values for {dst}");
+        if (data.Length != c.Count) throw new ArgumentException($"{data.Length} values for shape {c.ShapeString}");
         if (c.F is not null) data.CopyTo(c.F);
         else for (int i = 0; i < data.Length; i++) c.I![i] = (int)data[i];
     }

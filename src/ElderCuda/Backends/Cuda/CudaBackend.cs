@@ -232,8 +232,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         Enter();
         var t = new CudaTensor(Allocator, dtype, shape);
         if (data.Length != t.Count) { t.Dispose(); throw new ArgumentException($"{data.Length} values for shape {t.ShapeString}"); }
-        var bytes = DTypes.FromFloat32(dtype, data);
-        Upload(t, bytes);
+        CopyFromHost(t, data);
         return t;
     }
 
@@ -242,13 +241,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         Enter();
         var t = Cu(dst);
         if (data.Length != t.Count) throw new ArgumentException($"{data.Length} values for {dst}");
-        if (t.DType != DType.F32) { Upload(t, DTypes.FromFloat32(t.DType, data)); return; }
-        if (data.IsEmpty) return;
-        fixed (float* p = data)
-        {
-            Driver.MemcpyHtoDAsync(t.Ptr, p, (ulong)t.Bytes, _stream);
-            Driver.StreamSynchronize(_stream);   // the host span must outlive the copy
-        }
+        // F32 goes up as it is; other dtypes are converted on the host first
+        Upload(t, t.DType == DType.F32 ? MemoryMarshal.AsBytes(data) : DTypes.FromFloat32(t.DType, data));
     }
 
     public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape)
@@ -256,11 +250,11 @@ public sealed unsafe partial class CudaBackend : IBackend
         Enter();
         var t = new CudaTensor(Allocator, DType.I32, shape);
         if (data.Length != t.Count) { t.Dispose(); throw new ArgumentException($"{data.Length} values for shape {t.ShapeString}"); }
-        Upload(t, MemoryMarshal.AsBytes(data).ToArray());
+        Upload(t, MemoryMarshal.AsBytes(data));
         return t;
     }
 
-    void Upload(CudaTensor t, byte[] bytes)
+    void Upload(CudaTensor t, ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length == 0) return;
         fixed (byte* p = bytes)
