@@ -117,6 +117,9 @@ public static class PruneCommand
                 throw new IOException($"{outDir} already exists (pass --force to replace it)");
             var m_ = ParseEnum<PruneMethod>(pr.GetValue(method)!, "--method");
             if (pr.GetValue(removeLayers) is not null && m_ != PruneMethod.Auto) throw new ArgumentException("--remove-layers applies to --method auto only");
+            // a bad temperature would otherwise surface only in stage 2, after stage 1's work
+            if (!(pr.GetValue(distillTemp) > 0)) throw new ArgumentException($"--distill-temperature must be > 0 (got {pr.GetValue(distillTemp)})");
+            if (Doubles(pr.GetValue(autoDistillTemps)!).Any(t => !(t > 0))) throw new ArgumentException($"--auto-distill-temperatures must all be > 0 (got {pr.GetValue(autoDistillTemps)})");
             string? ck = pr.GetValue(ckptDir);
             if (pr.GetValue(resume) && ck is null) throw new ArgumentException("--resume needs --checkpoint-dir");
             var ckpt = ck is null ? null : new RunCheckpoint(ck);

@@ -61,4 +61,16 @@ public class CliErrorTests
         AssertCleanFailure(EldrProcess.Run("ppl", TestPaths.BundledModel, "--data", "/nonexistent.txt", "--device", "cpu"), "/nonexistent.txt");
         AssertCleanFailure(EldrProcess.Run("ppl", TestPaths.BundledModel, "--data", "/nonexistent.txt", "--device", "tpu"), "tpu");
     }
+
+    [Fact]
+    public void NonPositiveDistillTemperatureFailsBeforeAnyWork()
+    {
+        var calib = Path.Combine(TestPaths.RepoRoot, "data", "calib-train-sample.txt");
+        var outDir = Path.Combine(Path.GetTempPath(), "eldr-bad-temp-" + Guid.NewGuid().ToString("N"));
+        AssertCleanFailure(EldrProcess.Run("prune", TestPaths.BundledModel, "--method", "elder", "--stage2", "distill", "--distill-temperature", "0",
+            "--calib", calib, "--device", "cpu", "--out", outDir), "--distill-temperature", "> 0");
+        AssertCleanFailure(EldrProcess.Run("prune", TestPaths.BundledModel, "--method", "auto", "--auto-distill-temperatures", "1,-2",
+            "--calib", calib, "--device", "cpu", "--out", outDir), "--auto-distill-temperatures", "> 0");
+        Assert.False(Directory.Exists(outDir), "nothing is written for a bad flag");
+    }
 }
