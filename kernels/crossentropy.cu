@@ -43,16 +43,18 @@ CE(bf16, bf16)
 
 // Cross-entropy with knowledge distillation (Hinton et al. 2015), forward and backward in one kernel per row.
 // losses[n] is the hard-target CE as above (what is reported). With q = softmax(x_n), q_T = softmax(x_n / T)
-// and p the teacher's probabilities at T (soft[N, V], fp32), dLogits is the gradient of
+// and p = softmax(teacher_n / T) from the dense teacher's logits (teacher[N, V], fp32; p is never stored),
+// dLogits is the gradient of
 //   (1 − α)·CE(onehot, q) + α·T²·KL(p ‖ q_T)   scaled by gradScale:
 //   dLogits = gradScale·[(1 − α)·(q − onehot) + α·T·(q_T − p)].
 // At T = 1 this is gradScale·(q − (1 − α)·onehot − α·p). Rows whose target is negative get loss 0 and
 // gradient 0. dLogits may alias logits (each element is read, then written, by one thread).
 template <typename T>
-__device__ void crossentropy_distill_fwdbwd(float* losses, T* dLogits, const T* logits, const float* soft, const int* targets,
+__device__ void crossentropy_distill_fwdbwd(float* losses, T* dLogits, const T* logits, const float* teacher, const int* targets,
                                             int N, int V, float gradScale, float alpha, float temperature) {
     int n = blockIdx.x;
     const T* x = logits + (long long)n * V;
+    const float* tl = teacher + (long long)n * V;
     T* d = dLogits + (long long)n * V;
     int t = targets[n];
     if (t < 0) {
@@ -60,35 +62,38 @@ __device__ void crossentropy_distill_fwdbwd(float* losses, T* dLogits, const T* 
         for (int c = threadIdx.x; c < V; c += blockDim.x) st(d, c, 0.f);
         return;
     }
-    float m = -ELDR_INF;
-    for (int c = threadIdx.x; c < V; c += blockDim.x) m = fmaxf(m, ld(x, c));
+    float m = -ELDR_INF, mt = -ELDR_INF;
+    for (int c = threadIdx.x; c < V; c += blockDim.x) { m = fmaxf(m, ld(x, c)); mt = fmaxf(mt, tl[c]); }
     float M = block_max(m);
+    float MT = block_max(mt);
     float invT = 1.f / temperature;
-    float s1 = 0.f, sT = 0.f;
+    float s1 = 0.f, sT = 0.f, sP = 0.f;
     for (int c = threadIdx.x; c < V; c += blockDim.x) {
         float z = ld(x, c) - M;
         s1 += __expf(z);
         sT += __expf(z * invT);
+        sP += __expf((tl[c] - MT) * invT);
     }
     float S1 = block_sum(s1);
     float ST = block_sum(sT);
+    float SP = block_sum(sP);
     float lse = M + logf(S1);
     float xt = t < V ? ld(x, t) : ELDR_NAN;    // every thread reads it before the barrier below
     if (threadIdx.x == 0) losses[n] = lse - xt;
     __syncthreads();
-    const float* p = soft + (long long)n * V;
-    float hard = gradScale * (1.f - alpha), kd = gradScale * alpha * temperature, invST = 1.f / ST;
+    float hard = gradScale * (1.f - alpha), kd = gradScale * alpha * temperature, invST = 1.f / ST, invSP = 1.f / SP;
     for (int c = threadIdx.x; c < V; c += blockDim.x) {
         float z = ld(x, c);
         float q = __expf(z - lse);
         float qT = __expf((z - M) * invT) * invST;
-        st(d, c, hard * (q - (c == t ? 1.f : 0.f)) + kd * (qT - p[c]));
+        float p = __expf((tl[c] - MT) * invT) * invSP;
+        st(d, c, hard * (q - (c == t ? 1.f : 0.f)) + kd * (qT - p));
     }
 }
 
 #define CE_KD(S, T) \
-extern "C" __global__ void crossentropy_distill_fwdbwd_##S(float* losses, T* dLogits, const T* logits, const float* soft, const int* targets, \
+extern "C" __global__ void crossentropy_distill_fwdbwd_##S(float* losses, T* dLogits, const T* logits, const float* teacher, const int* targets, \
     int N, int V, float gradScale, float alpha, float temperature) \
-{ crossentropy_distill_fwdbwd<T>(losses, dLogits, logits, soft, targets, N, V, gradScale, alpha, temperature); }
+{ crossentropy_distill_fwdbwd<T>(losses, dLogits, logits, teacher, targets, N, V, gradScale, alpha, temperature); }
 CE_KD(f32, float)
 CE_KD(bf16, bf16)

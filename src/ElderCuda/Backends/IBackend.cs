@@ -111,12 +111,12 @@ public interface IBackend : IDisposable
     void CrossEntropy(Tensor losses, Tensor? dLogits, Tensor logits, Tensor targets, float gradScale);
     /// <summary>
     /// Cross-entropy with knowledge distillation (Hinton et al.), fused like <see cref="CrossEntropy"/>: losses as
-    /// there (hard targets). With q = softmax(z), q_T = softmax(z/T) and the teacher's probabilities at T in
-    /// soft[N, V] (F32), dLogits (may alias logits) is overwritten with the gradient of
+    /// there (hard targets). With q = softmax(z), q_T = softmax(z/T) and p = softmax(t/T) from the teacher's logits
+    /// teacher[N, V] (F32; p is computed on the fly, never stored), dLogits (may alias logits) is overwritten with the gradient of
     /// (1 − α)·CE + α·T²·KL(p ‖ q_T): gradScale·[(1 − α)·(q − onehot) + α·T·(q_T − p)]. Rows whose target is
     /// negative get loss 0 and gradient 0.
     /// </summary>
-    void CrossEntropyDistill(Tensor losses, Tensor dLogits, Tensor logits, Tensor soft, Tensor targets, float gradScale, float alpha, float temperature);
+    void CrossEntropyDistill(Tensor losses, Tensor dLogits, Tensor logits, Tensor teacher, Tensor targets, float gradScale, float alpha, float temperature);
 
     // ---- optimiser ---------------------------------------------------------------------------------
     /// <summary>

@@ -52,17 +52,18 @@ public sealed class StepOptions
     /// <summary>λ2. The term added to the loss is λ2 · Σ_i R(x_out_i − x_in_i) / sqrt(N·d) for ℓ2 (an RMS) and / (N·d) for ℓ1 (a mean absolute value), so λ2 does not depend on batch or model size.</summary>
     public float DiffRegLambda { get; init; }
     /// <summary>
-    /// Knowledge distillation: teacher probabilities [B·T, V] (row-major, host). With weight α the logits
-    /// gradient becomes that of (1 − α)·CE(hard targets) + α·CE(soft targets), i.e. s·(softmax − (1 − α)·onehot
-    /// − α·p). Rows without a target (the last position of each window) get no gradient. The reported Loss
-    /// stays the hard-target CE.
+    /// Knowledge distillation: the teacher's logits [B·T, V] (F32, on this model's backend; see <see cref="LogitsInto"/>).
+    /// With weight α and temperature T the logits gradient becomes that of (1 − α)·CE(hard targets) +
+    /// α·T²·KL(p ‖ softmax(z/T)) with p = softmax(teacher/T), computed in the fused loss op (the teacher's
+    /// probabilities are never materialised). Rows without a target (the last position of each window) get no
+    /// gradient. The reported Loss stays the hard-target CE.
     /// </summary>
-    public float[]? SoftTargets { get; init; }
+    public Tensor? TeacherLogits { get; init; }
     public float SoftTargetWeight { get; init; }
     /// <summary>
-    /// Distillation temperature T (Hinton et al.): the soft targets are then the teacher's softmax at T, and the
+    /// Distillation temperature T (Hinton et al.): the soft targets are the teacher's softmax at T, and the
     /// KD term is α·T²·KL(p ‖ softmax(z/T)), whose logits gradient is α·T·(softmax(z/T) − p); the hard-target term
-    /// keeps temperature 1. T = 1 is the plain mixture above.
+    /// keeps temperature 1. At T = 1 the gradient is that of (1 − α)·CE(hard) + α·CE(p).
     /// </summary>
     public float SoftTargetTemperature { get; init; } = 1f;
     /// <summary>Called after every layer that runs, with its raw input and output (residual stream, before any final norm) in forward order. Tensors are only valid during the call.</summary>
@@ -71,6 +72,8 @@ public sealed class StepOptions
     public bool KeepHiddenStates { get; init; }
     /// <summary>Return the logits on the host.</summary>
     public bool KeepLogits { get; init; }
+    /// <summary>Copy the logits [B·T, V] into this tensor on the model's backend (converting dtype), e.g. a teacher's for <see cref="TeacherLogits"/>.</summary>
+    public Tensor? LogitsInto { get; init; }
     /// <summary>Return the final hidden state (after the final norm) on the host.</summary>
     public bool KeepFinalHidden { get; init; }
 }

@@ -194,9 +194,6 @@ public sealed partial class CausalLM
         return y;
     }
 
-    /// <summary>The teacher's probabilities on the backend for distillation (see Step): one buffer reused from step to step, freed with the model.</summary>
-    Tensor? _softTargets;
-
     float AttentionScale => (float)(1.0 / Math.Sqrt(Config.HeadDim));
 
     /// <summary>Backward of the attention sub-block from dO (grad of its output projection); returns d(N1).</summary>
@@ -377,20 +374,19 @@ public sealed partial class CausalLM
             var logits = outer.A(ct, N, c.VocabSize);
             Lin(logits, hOut, head, headB);
             float[]? logitsHost = o.KeepLogits ? Host(logits) : null;
+            if (o.LogitsInto is { } into)
+            {
+                if (into.Count != logits.Count) throw new ArgumentException($"LogitsInto {into}: expected {logits.Count} values (B·T·V)");
+                be.Copy(into, logits);
+            }
             var losses = outer.A(DType.F32, N);
             float gradScale = (float)(o.LossScale / Math.Max(1, predicted));
-            if (o.Backward && o.SoftTargets is { } soft && o.SoftTargetWeight != 0f)
+            if (o.Backward && o.TeacherLogits is { } teacher && o.SoftTargetWeight != 0f)
             {
                 // distillation: the fused kernel overwrites the logits with the gradient of
-                // (1 − α)·CE + α·T²·KL(p ‖ softmax(z/T)); the teacher's p go up into one reused F32 buffer
-                if (soft.Length != (long)N * c.VocabSize) throw new ArgumentException($"soft targets: {soft.Length} values, expected B·T·V = {(long)N * c.VocabSize}");
-                if (_softTargets is null || _softTargets.Count != soft.Length)
-                {
-                    _softTargets?.Dispose();
-                    _softTargets = be.Alloc(DType.F32, N, c.VocabSize);
-                }
-                be.CopyFromHost(_softTargets, soft);
-                be.CrossEntropyDistill(losses, logits, logits, _softTargets, targets, gradScale, o.SoftTargetWeight, o.SoftTargetTemperature);
+                // (1 − α)·CE + α·T²·KL(softmax(teacher/T) ‖ softmax(z/T))
+                if (teacher.Count != (long)N * c.VocabSize) throw new ArgumentException($"teacher logits {teacher}: expected B·T·V = {(long)N * c.VocabSize} values");
+                be.CrossEntropyDistill(losses, logits, logits, teacher, targets, gradScale, o.SoftTargetWeight, o.SoftTargetTemperature);
             }
             else be.CrossEntropy(losses, o.Backward ? logits : null, logits, targets, gradScale);
             var lossHost = Host(losses);

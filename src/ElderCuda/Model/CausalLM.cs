@@ -223,6 +223,5 @@ public sealed partial class CausalLM : IDisposable
         _params.Clear(); _byName.Clear();
         foreach (var t in _ropeTables.Values) { t.cos.Dispose(); t.sin.Dispose(); }
         _ropeTables.Clear();
-        _softTargets?.Dispose(); _softTargets = null;
     }
 }

@@ -34,7 +34,7 @@ public sealed record TrainOptions
     /// <summary>Distillation temperature T: KD term α·T²·KL(softmax(teacher/T) ‖ softmax(student/T)); 1 = plain soft targets.</summary>
     public float DistillTemperature { get; init; } = 1f;
     /// <summary>
-    /// Keep the teacher's probabilities of every training window in host memory after the first epoch when they
+    /// Keep the teacher's logits of every training window in host memory after the first epoch when they
     /// take at most this many bytes (4·windows·T·V), so later epochs skip the teacher's forward pass. 0 = never.
     /// </summary>
     public long TeacherCacheBytes { get; init; } = 3L << 30;
@@ -60,50 +60,6 @@ public sealed class TrainResult
 /// </summary>
 public static class Trainer
 {
-    /// <summary>softmax(logits / T) of the teacher, row by row, in float64 per row.</summary>
-    internal static float[] TeacherProbabilities(CausalLM teacher, TokenBatch batch, float temperature = 1f)
-    {
-        var logits = teacher.Step(batch, new StepOptions { KeepLogits = true }).Logits!;
-        int V = teacher.Config.VocabSize, N = logits.Length / V;
-        double invT = 1.0 / temperature;
-        Parallel.For(0, N, n =>
-        {
-            var row = logits.AsSpan(n * V, V);
-            float max = float.NegativeInfinity;
-            foreach (var v in row) if (v > max) max = v;
-            double sum = 0;
-            for (int j = 0; j < V; j++) sum += Math.Exp((row[j] - max) * invT);
-            for (int j = 0; j < V; j++) row[j] = (float)(Math.Exp((row[j] - max) * invT) / sum);
-        });
-        return logits;
-    }
-
-    /// <summary>
-    /// The teacher's soft targets for windows order[from..from+count), from the per-window cache where present. A
-    /// cached batch is assembled in <paramref name="batchBuffer"/>, reused from step to step (the step reads it
-    /// before the next call).
-    /// </summary>
-    static float[] SoftTargets(CausalLM teacher, IReadOnlyList<int[]> windows, IReadOnlyList<int> order, int from, int count,
-        float temperature, float[]?[]? cache, ref float[]? batchBuffer)
-    {
-        int V = teacher.Config.VocabSize;
-        if (cache is not null && Enumerable.Range(from, count).All(i => cache[order[i]] is not null))
-        {
-            int T = windows[order[from]].Length;
-            if (batchBuffer?.Length != (long)count * T * V) batchBuffer = new float[(long)count * T * V];
-            var all = batchBuffer;
-            for (int b = 0; b < count; b++) cache[order[from + b]]!.CopyTo(all, (long)b * T * V);
-            return all;
-        }
-        var p = TeacherProbabilities(teacher, PruneUtil.Batch(windows, order, from, count), temperature);
-        if (cache is not null)
-        {
-            int T = windows[order[from]].Length;
-            for (int b = 0; b < count; b++) cache[order[from + b]] = p.AsSpan((int)((long)b * T * V), T * V).ToArray();
-        }
-        return p;
-    }
-
     public static TrainResult Train(CausalLM model, CalibrationData calib, TrainOptions o, string phase,
         RunCheckpoint? ckpt = null, string key = "train", Action<string>? log = null, CancellationToken ct = default)
     {
@@ -119,11 +75,9 @@ public static class Trainer
         model.EnsureGrads();
         using var opt = new AdamWOptimizer(model.Backend, model.Parameters) { WeightDecay = o.WeightDecay };
         // the dense teacher for distillation: the checkpoint as loaded, never trained
-        using var teacher = o.DistillWeight > 0 ? CausalLM.Load(model.SourceDir, model.Backend) : null;
+        using var teacherModel = o.DistillWeight > 0 ? CausalLM.Load(model.SourceDir, model.Backend) : null;
+        using var teacher = teacherModel is null ? null : new DistillTeacher(teacherModel, calib.Train, o.TeacherCacheBytes);
         int n = calib.Train.Count;
-        float[]? softBatch = null;
-        float[]?[]? teacherCache = teacher is not null
-            && 4L * calib.Train.Sum(w => (long)w.Length) * teacher.Config.VocabSize <= o.TeacherCacheBytes ? new float[n][] : null;
         int stepsPerEpoch = (n + o.Batch - 1) / o.Batch;
         var sched = new LrSchedule(o.Lr, stepsPerEpoch * o.Epochs, (int)Math.Ceiling(o.WarmupFraction * stepsPerEpoch * o.Epochs), 0, o.Cosine);
         var res = new TrainResult();
@@ -169,7 +123,7 @@ public static class Trainer
                 {
                     Backward = true, WeightGrads = true,
                     DiffRegLayers = P.Count > 0 ? P : null, DiffRegLambda = o.DiffRegLambda, DiffRegNorm = o.DiffRegNorm,
-                    SoftTargets = teacher is null ? null : SoftTargets(teacher, calib.Train, order, i, c, o.DistillTemperature, teacherCache, ref softBatch),
+                    TeacherLogits = teacher?.Logits(calib.Train, order, i, c),
                     SoftTargetWeight = o.DistillWeight, SoftTargetTemperature = o.DistillTemperature,
                 });
                 int step = opt.StepCount + 1;

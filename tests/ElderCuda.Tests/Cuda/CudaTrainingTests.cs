@@ -58,8 +58,9 @@ public class CudaTrainingTests
         Dictionary<string, float[]> Run(IBackend be)
         {
             using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), be);
-            var soft = DistillationTests.RandomDistributions(batch.Ids.Length, m.Config.VocabSize, 5);
-            m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = 0.6f, SoftTargetTemperature = temperature });
+            int N = batch.Ids.Length, V = m.Config.VocabSize;
+            using var teacher = be.FromHost(DistillationTests.RandomLogits(N, V, 5), DType.F32, N, V);
+            m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, TeacherLogits = teacher, SoftTargetWeight = 0.6f, SoftTargetTemperature = temperature });
             return Bf16PrecisionPolicyTests.Grads(m);
         }
         var cpu = Run(new CpuBackend());

@@ -106,8 +106,8 @@ public sealed class Bf16StorageEmulator : IBackend
 
     public void CrossEntropy(Tensor losses, Tensor? dLogits, Tensor logits, Tensor targets, float gradScale)
     { cpu.CrossEntropy(losses, dLogits, logits, targets, gradScale); Round(dLogits); }
-    public void CrossEntropyDistill(Tensor losses, Tensor dLogits, Tensor logits, Tensor soft, Tensor targets, float gradScale, float alpha, float temperature)
-    { cpu.CrossEntropyDistill(losses, dLogits, logits, soft, targets, gradScale, alpha, temperature); Round(dLogits); }
+    public void CrossEntropyDistill(Tensor losses, Tensor dLogits, Tensor logits, Tensor teacher, Tensor targets, float gradScale, float alpha, float temperature)
+    { cpu.CrossEntropyDistill(losses, dLogits, logits, teacher, targets, gradScale, alpha, temperature); Round(dLogits); }
 
     public void AdamW(Tensor param, Tensor master, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
     { cpu.AdamW(param, master, grad, m, v, lr, beta1, beta2, eps, weightDecay, step); Round(param); }

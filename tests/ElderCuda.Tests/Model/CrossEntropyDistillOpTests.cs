@@ -5,7 +5,7 @@ namespace ElderCuda.Tests.Model;
 
 /// <summary>
 /// The fused distillation loss op on its own: the loss it reports is the hard-target CE, and the gradient it writes
-/// is that of (1 − α)·CE + α·T²·KL(p ‖ softmax(z/T)), checked element by element against central differences of
+/// is that of (1 − α)·CE + α·T²·KL(p ‖ softmax(z/T)) with p = softmax(teacher/T), checked element by element against central differences of
 /// that loss written out here in float64. The model-level tests (DistillationTests) go through the whole network.
 /// </summary>
 public class CrossEntropyDistillOpTests
@@ -16,7 +16,7 @@ public class CrossEntropyDistillOpTests
         return max + Math.Log(s) - z[t];
     }
 
-    static double Loss(double[] z, float[] p, int row, int t, double alpha, double temp)
+    static double Loss(double[] z, double[] p, int row, int t, double alpha, double temp)
     {
         int V = z.Length;
         double max = z.Max(), sT = z.Sum(v => Math.Exp((v - max) / temp)), kl = 0;
@@ -38,11 +38,12 @@ public class CrossEntropyDistillOpTests
         const float scale = 0.25f;
         var rng = new Random(17);
         var logits = Enumerable.Range(0, N * V).Select(_ => (float)(4 * rng.NextDouble() - 2)).ToArray();
-        var soft = DistillationTests.RandomDistributions(N, V, 19);
+        var teacher = DistillationTests.RandomLogits(N, V, 19);
+        var soft = DistillationTests.Softmax(teacher, V, temp);
         int[] targets = [3, -100, 22, 0, 11];
 
         var be = new CpuBackend();
-        var tz = be.FromHost(logits, DType.F32, N, V); var tp = be.FromHost(soft, DType.F32, N, V);
+        var tz = be.FromHost(logits, DType.F32, N, V); var tp = be.FromHost(teacher, DType.F32, N, V);
         var tt = be.FromHostInt(targets, N);
         var tl = be.Alloc(DType.F32, N); var td = be.Alloc(DType.F32, N, V);
         be.CrossEntropyDistill(tl, td, tz, tp, tt, scale, alpha, temp);

@@ -1,12 +1,14 @@
 using ElderCuda.Backends.Cpu;
 using ElderCuda.Model;
+using ElderCuda.Tensors;
 
 namespace ElderCuda.Tests.Model;
 
 /// <summary>
-/// Stage 2 `distill`: the logits gradient of (1 − α)·CE(hard) + α·CE(soft targets), checked against a
-/// closed form (one-hot soft targets are the hard targets) and against finite differences of the
-/// mixed loss computed here on the host in float64 from the model's logits.
+/// Stage 2 `distill`: the logits gradient of (1 − α)·CE(hard) + α·T²·KL(softmax(teacher/T) ‖ softmax(z/T)), checked
+/// against closed forms (a one-hot teacher is the hard targets; a teacher equal to the student leaves only the hard
+/// term) and against finite differences of the mixed loss computed here on the host in float64 from the model's
+/// logits and the teacher's.
 /// </summary>
 public class DistillationTests
 {
@@ -25,11 +27,14 @@ public class DistillationTests
         int V = m.Config.VocabSize, N = batch.Ids.Length;
         m.Step(batch, new StepOptions { Backward = true, WeightGrads = true });
         var plain = Grad(m, "model.layers.1.mlp.up_proj.weight");
+        // teacher logits 0 at the next token and −1e9 elsewhere: softmax gives exactly the one-hot hard targets
         var onehot = new float[(long)N * V];
+        Array.Fill(onehot, -1e9f);
         for (int b = 0; b < batch.B; b++)
-            for (int t = 0; t < batch.T - 1; t++) onehot[(long)(b * batch.T + t) * V + batch.Ids[b * batch.T + t + 1]] = 1f;
+            for (int t = 0; t < batch.T - 1; t++) onehot[(long)(b * batch.T + t) * V + batch.Ids[b * batch.T + t + 1]] = 0f;
         m.ZeroGrads();
-        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = onehot, SoftTargetWeight = 0.7f });
+        using var teacher = m.Backend.FromHost(onehot, DType.F32, N, V);
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, TeacherLogits = teacher, SoftTargetWeight = 0.7f });
         var mixed = Grad(m, "model.layers.1.mlp.up_proj.weight");
         Assert.True(Rel.Error(mixed, plain) < 1e-6, $"rel err {Rel.Error(mixed, plain):E2}");
     }
@@ -41,8 +46,9 @@ public class DistillationTests
         var batch = GateGradientTests.Batch("llama-gqa");
         int V = m.Config.VocabSize, N = batch.Ids.Length;
         const float alpha = 0.6f;
-        // arbitrary soft targets (a fixed random distribution per row)
-        var soft = RandomDistributions(N, V, 3);
+        // an arbitrary teacher (fixed random logits per row); its probabilities at T = 1, in float64, for the loss below
+        var teacherLogits = RandomLogits(N, V, 3);
+        var soft = Softmax(teacherLogits, V, 1.0);
         // the mixed loss from logits, in float64: mean over predicted rows of −(1−α)·log q[y] − α·Σ p log q
         double Loss() => MeanOverPredictedRows(m, batch, (lg, n, y) =>
         {
@@ -53,7 +59,8 @@ public class DistillationTests
             for (int j = 0; j < V; j++) softCe -= soft[n * V + j] * (lg[n * V + j] - lse);
             return (1 - alpha) * (lse - lg[n * V + y]) + alpha * softCe;
         });
-        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = alpha });
+        using var teacher = m.Backend.FromHost(teacherLogits, DType.F32, N, V);
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, TeacherLogits = teacher, SoftTargetWeight = alpha });
         AssertMatchesFiniteDifferences(m, Loss, [("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40)], "");
     }
 
@@ -97,17 +104,27 @@ public class DistillationTests
         return total / count;
     }
 
-    internal static float[] RandomDistributions(int N, int V, int seed)
+    /// <summary>Random logits in [−4, 4), a stand-in for a teacher's.</summary>
+    internal static float[] RandomLogits(int N, int V, int seed)
     {
         var rng = new Random(seed);
-        var soft = new float[(long)N * V];
-        for (int n = 0; n < N; n++)
+        var t = new float[(long)N * V];
+        for (long i = 0; i < t.Length; i++) t[i] = (float)(8 * rng.NextDouble() - 4);
+        return t;
+    }
+
+    /// <summary>softmax(logits/T) of every row [N, V], in float64.</summary>
+    internal static double[] Softmax(float[] logits, int V, double temp)
+    {
+        var p = new double[logits.Length];
+        for (long n = 0; n < logits.Length / V; n++)
         {
-            double sum = 0;
-            for (int j = 0; j < V; j++) { soft[(long)n * V + j] = (float)Math.Exp(2 * rng.NextDouble()); sum += soft[(long)n * V + j]; }
-            for (int j = 0; j < V; j++) soft[(long)n * V + j] = (float)(soft[(long)n * V + j] / sum);
+            double max = double.NegativeInfinity, sum = 0;
+            for (int j = 0; j < V; j++) max = Math.Max(max, logits[n * V + j]);
+            for (int j = 0; j < V; j++) sum += p[n * V + j] = Math.Exp((logits[n * V + j] - max) / temp);
+            for (int j = 0; j < V; j++) p[n * V + j] /= sum;
         }
-        return soft;
+        return p;
     }
 
     [Theory]
@@ -118,7 +135,8 @@ public class DistillationTests
         using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new CpuBackend());
         var batch = GateGradientTests.Batch("llama-gqa");
         int V = m.Config.VocabSize, N = batch.Ids.Length;
-        var soft = RandomDistributions(N, V, 5);
+        var teacherLogits = RandomLogits(N, V, 5);
+        var soft = Softmax(teacherLogits, V, temp);
         // the loss written out here in float64: mean over predicted rows of
         // (1−α)·(−log softmax(z)[y]) + α·T²·Σ_j p_j·(log p_j − log softmax(z/T)_j)
         double Loss() => MeanOverPredictedRows(m, batch, (lg, n, y) =>
@@ -135,32 +153,26 @@ public class DistillationTests
             }
             return (1 - alpha) * (lse1 - lg[n * V + y]) + alpha * temp * temp * kl;
         });
-        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = soft, SoftTargetWeight = alpha, SoftTargetTemperature = temp });
+        using var teacher = m.Backend.FromHost(teacherLogits, DType.F32, N, V);
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, TeacherLogits = teacher, SoftTargetWeight = alpha, SoftTargetTemperature = temp });
         AssertMatchesFiniteDifferences(m, Loss, [("model.layers.2.mlp.down_proj.weight", 11), ("model.layers.0.self_attn.q_proj.weight", 40), ("lm_head.weight", 77)], $"T={temp} ");
     }
 
     [Fact]
     public void TeacherEqualToStudentAtTemperatureLeavesOnlyTheHardTerm()
     {
-        // closed form: when p = softmax(z/T) of the student itself, KL(p ‖ softmax(z/T)) is at its minimum and its
-        // gradient vanishes, so the mixed gradient is (1 − α) times the plain CE gradient
+        // closed form: when the teacher is the student itself, p = softmax(z/T) and KL(p ‖ softmax(z/T)) is at its
+        // minimum, so its gradient vanishes and the mixed gradient is (1 − α) times the plain CE gradient
         using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new CpuBackend());
         var batch = GateGradientTests.Batch("llama-gqa");
         int V = m.Config.VocabSize, N = batch.Ids.Length;
         const float temp = 3f, alpha = 0.25f;
         var lg = m.Step(batch, new StepOptions { KeepLogits = true }).Logits!;
-        var self = new float[(long)N * V];
-        for (int n = 0; n < N; n++)
-        {
-            double max = double.NegativeInfinity, z = 0;
-            for (int j = 0; j < V; j++) max = Math.Max(max, lg[(long)n * V + j]);
-            for (int j = 0; j < V; j++) z += Math.Exp((lg[(long)n * V + j] - max) / temp);
-            for (int j = 0; j < V; j++) self[(long)n * V + j] = (float)(Math.Exp((lg[(long)n * V + j] - max) / temp) / z);
-        }
+        using var self = m.Backend.FromHost(lg, DType.F32, N, V);
         m.Step(batch, new StepOptions { Backward = true, WeightGrads = true });
         var plain = Grad(m, "model.layers.1.mlp.up_proj.weight");
         m.ZeroGrads();
-        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, SoftTargets = self, SoftTargetWeight = alpha, SoftTargetTemperature = temp });
+        m.Step(batch, new StepOptions { Backward = true, WeightGrads = true, TeacherLogits = self, SoftTargetWeight = alpha, SoftTargetTemperature = temp });
         var mixed = Grad(m, "model.layers.1.mlp.up_proj.weight");
         var expected = plain.Select(x => (1 - alpha) * x).ToArray();
         Assert.True(Rel.Error(mixed, expected) < 1e-5, $"rel err {Rel.Error(mixed, expected):E2}");

@@ -4,8 +4,8 @@ using ElderCuda.Training;
 namespace ElderCuda.Tests.Training;
 
 /// <summary>
-/// Distillation's teacher-probability cache is only a saving: training with it (soft targets from memory after
-/// epoch 1, assembled in a reused buffer) gives the same weights as recomputing the teacher every step.
+/// Distillation's teacher-logit cache is only a saving: training with it (the teacher's logits from host memory
+/// after epoch 1, assembled in a reused buffer and uploaded) gives the same weights as recomputing the teacher every step.
 /// </summary>
 public class TeacherCacheTests
 {

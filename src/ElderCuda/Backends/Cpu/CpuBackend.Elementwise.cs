@@ -136,12 +136,12 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void CrossEntropyDistill(Tensor losses, Tensor dLogits, Tensor logits, Tensor soft, Tensor targets, float gradScale, float alpha, float temperature)
+    public void CrossEntropyDistill(Tensor losses, Tensor dLogits, Tensor logits, Tensor teacher, Tensor targets, float gradScale, float alpha, float temperature)
     {
         if (!(temperature > 0f)) throw new ArgumentException($"CrossEntropyDistill: temperature must be > 0 (got {temperature})");
-        var ls = F(losses); var lg = F(logits); var p = F(soft); var tg = I(targets); var dl = F(dLogits);
+        var ls = F(losses); var lg = F(logits); var tl = F(teacher); var tg = I(targets); var dl = F(dLogits);
         int V = logits.Cols;
-        if (soft.Count != logits.Count) throw new ArgumentException($"CrossEntropyDistill: soft {soft} for logits {logits}");
+        if (teacher.Count != logits.Count) throw new ArgumentException($"CrossEntropyDistill: teacher logits {teacher} for logits {logits}");
         double invT = 1.0 / temperature, hard = (double)gradScale * (1 - alpha), kd = (double)gradScale * alpha * temperature;
         Parallel.For(0, logits.Rows, n =>
         {
@@ -150,16 +150,21 @@ public sealed partial class CpuBackend
             if (t < 0) { ls[n] = 0; drow.Clear(); return; }
             if (t >= V) throw new ArgumentOutOfRangeException(nameof(targets), $"target {t} outside the vocabulary of {V}");
             var row = new ReadOnlySpan<float>(lg, n * V, V);
-            float max = TensorPrimitives.Max(row);
-            double s1 = 0, sT = 0;
-            for (int i = 0; i < V; i++) { double z = row[i] - max; s1 += Math.Exp(z); sT += Math.Exp(z * invT); }
+            var trow = new ReadOnlySpan<float>(tl, n * V, V);
+            float max = TensorPrimitives.Max(row), tmax = TensorPrimitives.Max(trow);
+            double s1 = 0, sT = 0, sP = 0;
+            for (int i = 0; i < V; i++)
+            {
+                double z = row[i] - max;
+                s1 += Math.Exp(z); sT += Math.Exp(z * invT); sP += Math.Exp((trow[i] - tmax) * invT);
+            }
             double lse = max + Math.Log(s1);
             ls[n] = (float)(lse - row[t]);
             // row and drow may be the same memory: each element is read before it is written
             for (int i = 0; i < V; i++)
             {
-                double z = row[i], q = Math.Exp(z - lse), qT = Math.Exp((z - max) * invT) / sT;
-                drow[i] = (float)(hard * (q - (i == t ? 1 : 0)) + kd * (qT - p[(long)n * V + i]));
+                double z = row[i], q = Math.Exp(z - lse), qT = Math.Exp((z - max) * invT) / sT, p = Math.Exp((trow[i] - tmax) * invT) / sP;
+                drow[i] = (float)(hard * (q - (i == t ? 1 : 0)) + kd * (qT - p));
             }
         });
     }
