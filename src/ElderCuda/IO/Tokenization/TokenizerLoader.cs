@@ -10,7 +10,7 @@ public static class TokenizerLoader
 {
     /// <summary>
     /// Loads from a model folder: tokenizer.json (byte-level BPE like GPT-2, or Llama-style Metaspace + byte_fallback BPE),
-    /// or tokenizer.model (SentencePiece), or a GPT-2 style vocab.json + merges.txt pair.
+    /// or tokenizer.model (SentencePiece), or a GPT-2 style vocab.json + merges.txt pair, or llama2.c's tokenizer.bin / tok*.bin.
     /// Uses tokenizer_config.json / config.json for bos/eos where present.
     /// </summary>
     public static ITextTokenizer Load(string modelDir)
@@ -35,9 +35,15 @@ public static class TokenizerLoader
         }
         else if (File.Exists(vocabPath) && File.Exists(mergesPath))
             tok = Guard(vocabPath, () => TokenizerJson.LoadVocabMerges(vocabPath, mergesPath));
+        else if (Llama2cTokenizerFile.Find(modelDir) is { } binPath)
+        {
+            var sp = Guard(binPath, () => Llama2cTokenizerFile.Load(binPath));
+            (defaultBos, defaultEos) = (sp.BosId, sp.EosId);
+            tok = sp;
+        }
         else
             throw new TokenizerException(
-                $"No tokenizer in '{modelDir}': expected tokenizer.json, tokenizer.model, or vocab.json with merges.txt.");
+                $"No tokenizer in '{modelDir}': expected tokenizer.json, tokenizer.model, vocab.json with merges.txt, or llama2.c's tokenizer.bin (or tok*.bin).");
 
         var (bos, eos) = ReadBosEos(modelDir, tok);
         bos ??= defaultBos;

@@ -1,0 +1,102 @@
+using System.Text.Json;
+using ElderCuda.Backends.Cpu;
+using ElderCuda.Eval;
+using ElderCuda.IO.Tokenization;
+using ElderCuda.Model;
+
+namespace ElderCuda.Tests.IO;
+
+/// <summary>
+/// llama2.c's tokenizer files. fixtures/llama2c-tokenizer holds the SentencePiece model of fixtures/sentencepiece-bpe
+/// written in llama2.c's format (both byte-piece spellings; `make.py` there), so the ids the sentencepiece library
+/// gave for that model are the expected ids. stories260K (llama2.c's own tok512.bin and the HF form of its weights)
+/// is checked against the greedy sample published in llama2.c's doc/stories260K.md.
+/// </summary>
+public class Llama2cTokenizerTests
+{
+    static string Fixture(params string[] parts) => TokenizerRepo.PathOf(["tests", "ElderCuda.Tests", "fixtures", .. parts]);
+
+    static IEnumerable<JsonElement> SentencePieceItems() =>
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(TokenizerRepo.SpFixture, "reference_ids.json"))).RootElement.GetProperty("items").EnumerateArray();
+
+    [Theory]
+    [InlineData("tok1024.bin")]
+    [InlineData("tok1024-chr.bin")]
+    public void EncodeAndDecodeMatchSentencePiece(string file)
+    {
+        var tok = Llama2cTokenizerFile.Load(Fixture("llama2c-tokenizer", file));
+        Assert.Equal(1024, tok.VocabSize);
+        Assert.Equal(1, tok.BosId);
+        Assert.Equal(2, tok.EosId);
+        int n = 0;
+        foreach (var item in SentencePieceItems())
+        {
+            var expected = TokenizerRepo.Ints(item.GetProperty("ids_with_bos"))[1..];
+            Assert.Equal(expected, tok.Encode(item.GetProperty("text").GetString()!));
+            Assert.Equal(item.GetProperty("decoded").GetString(), tok.Decode(expected));
+            n++;
+        }
+        Assert.True(n > 0);
+    }
+
+    [Fact]
+    public void LoaderFindsATokFileInAModelFolder()
+    {
+        var dir = Directory.CreateTempSubdirectory("eldr-tokbin-").FullName;
+        try
+        {
+            File.Copy(Fixture("llama2c-tokenizer", "tok1024.bin"), Path.Combine(dir, "tok1024.bin"));
+            var tok = TokenizerLoader.Load(dir);
+            var item = SentencePieceItems().First();
+            Assert.Equal(TokenizerRepo.Ints(item.GetProperty("ids_with_bos"))[1..], tok.Encode(item.GetProperty("text").GetString()!));
+            File.Copy(Fixture("llama2c-tokenizer", "tok1024-chr.bin"), Path.Combine(dir, "tok2.bin"));
+            var e = Assert.Throws<TokenizerException>(() => TokenizerLoader.Load(dir));
+            Assert.Contains("several llama2.c tokenizer files", e.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void TruncatedOrCorruptFilesAreClearErrors()
+    {
+        var bytes = File.ReadAllBytes(Fixture("llama2c-tokenizer", "tok1024.bin"));
+        var dir = Directory.CreateTempSubdirectory("eldr-tokbin-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "tokenizer.bin");
+            File.WriteAllBytes(path, bytes[..(bytes.Length - 3)]);
+            var e = Assert.Throws<TokenizerException>(() => TokenizerLoader.Load(dir));
+            Assert.Contains("tokenizer.bin", e.Message);
+            Assert.Contains("piece 1023", e.Message);
+            var bad = (byte[])bytes.Clone();
+            BitConverter.GetBytes(1000u).CopyTo(bad, 8);      // piece 0's length, past the header's maximum
+            File.WriteAllBytes(path, bad);
+            e = Assert.Throws<TokenizerException>(() => TokenizerLoader.Load(dir));
+            Assert.Contains("piece 0", e.Message);
+            File.WriteAllBytes(path, bytes[..2]);
+            e = Assert.Throws<TokenizerException>(() => TokenizerLoader.Load(dir));
+            Assert.Contains("too short", e.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>llama2.c doc/stories260K.md: `./run stories260K.bin -z tok512.bin -t 0.0` (greedy from BOS), its first lines.</summary>
+    const string Stories260KGreedy =
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. " +
+        "She wanted to play with it, but it was too high.\nLily's mom said, \"Lily, let's go to the park.\" Lily was sad and didn't know what to do.";
+
+    [Fact]
+    public void Stories260KGreedySampleMatchesLlama2c()
+    {
+        string dir = Fixture("stories260K");
+        var tok = TokenizerLoader.Load(dir);
+        Assert.Equal(512, tok.VocabSize);
+        using var m = CausalLM.Load(dir, new CpuBackend());
+        var expected = tok.Encode(Stories260KGreedy);
+        var ids = Generation.Greedy(m, [tok.BosId!.Value], expected.Length);
+        // llama2.c prints the generated pieces, so the text is the decoding of the ids after BOS; the ids are also
+        // what our encoder gives for that text
+        Assert.Equal(Stories260KGreedy, tok.Decode(ids[1..]));
+        Assert.Equal(expected, ids[1..]);
+    }
+}
