@@ -193,7 +193,14 @@ public static partial class Cli
         var prompt = new Option<string>("--prompt") { Description = "the prompt text", Required = true };
         var n = new Option<int>("--max-new-tokens") { Description = "tokens to generate", DefaultValueFactory = _ => 35 };
         var ids = new Option<bool>("--ids") { Description = "also print the token ids (prompt + generated)" };
-        var cmd = new Command("generate", "greedy decoding") { dir, prompt, n, ids, DeviceOption, Fp32Option };
+        var bos = new Option<string>("--bos")
+        {
+            Description = "put BOS before the prompt: auto (as transformers' tokenizer does by default: tokenizer_config.json's add_bos_token, "
+                          + "tokenizer.json's template; yes for SentencePiece and llama2.c tokenizers), yes or no",
+            DefaultValueFactory = _ => "auto",
+        };
+        bos.AcceptOnlyFromAmong("auto", "yes", "no");
+        var cmd = new Command("generate", "greedy decoding") { dir, prompt, n, ids, bos, DeviceOption, Fp32Option };
         cmd.SetAction(pr => Guard(() =>
         {
             var path = pr.GetValue(dir)!;
@@ -202,8 +209,11 @@ public static partial class Cli
             CheckMemory(be, path, Math.Min(2048, ModelConfig.Load(path).MaxPositionEmbeddings), 1, training: false);
             using var model = CausalLM.Load(path, be);
             var promptIds = tok.Encode(pr.GetValue(prompt)!);
+            bool withBos = pr.GetValue(bos) switch { "yes" => true, "no" => false, _ => TokenizerLoader.AddsBos(path, tok) };
+            if (withBos)
+                promptIds = tok.BosId is { } b ? [b, .. promptIds] : throw new ArgumentException($"--bos yes: the tokenizer of {path} has no BOS token");
             var outIds = Generation.Greedy(model, promptIds, pr.GetValue(n), eosId: null);
-            Console.WriteLine(tok.Decode(outIds));
+            Console.WriteLine(tok.Decode(withBos ? outIds[1..] : outIds));
             if (pr.GetValue(ids)) Console.WriteLine("ids: [" + string.Join(", ", outIds) + "]");
             return 0;
         }));

@@ -100,3 +100,65 @@ public class Llama2cTokenizerTests
         Assert.Equal(expected, ids[1..]);
     }
 }
+
+/// <summary>
+/// Whether a prompt gets BOS first, as transformers' tokenizer(text) does by default. Expected values: llama-12L's
+/// reference.json greedy_ids (made by transformers from tokenizer(prompt)) start with the prompt's ids and no BOS;
+/// LlamaTokenizer's add_bos_token defaults to true; llama2.c's run prepends BOS, and its published stories260K sample
+/// is generated from BOS alone.
+/// </summary>
+public class BosDefaultTests
+{
+    static string Fixture(params string[] parts) => TokenizerRepo.PathOf(["tests", "ElderCuda.Tests", "fixtures", .. parts]);
+
+    [Fact]
+    public void ByteLevelTokenizerWithoutTemplateAddsNoBos()
+    {
+        var tok = TokenizerLoader.Load(TokenizerRepo.Llama12L);
+        var r = TokenizerRepo.Reference(TokenizerRepo.Llama12L);
+        var greedy = TokenizerRepo.Ints(r.GetProperty("greedy_ids"));
+        Assert.Equal(tok.Encode(r.GetProperty("greedy_prompt").GetString()!)[0], greedy[0]);
+        Assert.False(TokenizerLoader.AddsBos(TokenizerRepo.Llama12L, tok));
+    }
+
+    [Fact]
+    public void SentencePieceAndLlama2cTokenizersAddBos()
+    {
+        Assert.True(TokenizerLoader.AddsBos(TokenizerRepo.SpFixture, TokenizerLoader.Load(TokenizerRepo.SpFixture)));
+        Assert.True(TokenizerLoader.AddsBos(Fixture("stories260K"), TokenizerLoader.Load(Fixture("stories260K"))));
+    }
+
+    [Fact]
+    public void TokenizerConfigAndTemplateDecide()
+    {
+        var dir = Directory.CreateTempSubdirectory("eldr-bos-").FullName;
+        try
+        {
+            // a Llama-3 style tokenizer.json: a template that starts with a special token
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TokenizerRepo.Llama12L, "tokenizer.json")))!;
+            json["post_processor"] = System.Text.Json.Nodes.JsonNode.Parse("""
+                {"type": "Sequence", "processors": [
+                  {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+                  {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                   "pair": [], "special_tokens": {}}]}
+                """);
+            File.WriteAllText(Path.Combine(dir, "tokenizer.json"), json.ToJsonString());
+            File.Copy(Path.Combine(TokenizerRepo.Llama12L, "config.json"), Path.Combine(dir, "config.json"));
+            var tok = TokenizerLoader.Load(dir);
+            Assert.NotNull(tok.BosId);
+            Assert.True(TokenizerLoader.AddsBos(dir, tok));
+            // tokenizer_config.json's add_bos_token wins
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"add_bos_token": false}""");
+            Assert.False(TokenizerLoader.AddsBos(dir, tok));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void GenerateFromBosAloneGivesLlama2cStories260KSample()
+    {
+        var r = ElderCuda.Tests.Cli.EldrProcess.Run("generate", Fixture("stories260K"), "--prompt", "", "--max-new-tokens", "45", "--device", "cpu");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.StartsWith("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.", r.Stdout);
+    }
+}

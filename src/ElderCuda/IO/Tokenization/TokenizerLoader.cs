@@ -69,6 +69,47 @@ public static class TokenizerLoader
         }
     }
 
+    /// <summary>
+    /// Whether transformers' tokenizer(text) puts BOS first by default (add_special_tokens=True), for prompts:
+    /// tokenizer_config.json's add_bos_token where set; else a tokenizer.json post-processor whose template starts
+    /// with a special token; else true for a SentencePiece tokenizer.model (LlamaTokenizer's default) and for
+    /// llama2.c's tokenizer files (llama2.c's run prepends BOS). False when the tokenizer has no BOS.
+    /// </summary>
+    public static bool AddsBos(string modelDir, ITextTokenizer tok)
+    {
+        if (tok.BosId is null) return false;
+        string tcPath = Path.Combine(modelDir, "tokenizer_config.json");
+        if (File.Exists(tcPath))
+        {
+            bool? set = Guard(tcPath, () =>
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(tcPath));
+                return doc.RootElement.TryGetProperty("add_bos_token", out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False
+                    ? v.GetBoolean() : (bool?)null;
+            });
+            if (set is { } b) return b;
+        }
+        string jsonPath = Path.Combine(modelDir, "tokenizer.json");
+        if (File.Exists(jsonPath))
+            return Guard(jsonPath, () =>
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+                return doc.RootElement.TryGetProperty("post_processor", out var pp) && TemplateStartsWithSpecial(pp);
+            });
+        return File.Exists(Path.Combine(modelDir, "tokenizer.model"))
+               || (!File.Exists(Path.Combine(modelDir, "vocab.json")) && Llama2cTokenizerFile.Find(modelDir) is not null);
+    }
+
+    private static bool TemplateStartsWithSpecial(JsonElement pp)
+    {
+        if (pp.ValueKind != JsonValueKind.Object || !pp.TryGetProperty("type", out var type)) return false;
+        if (type.GetString() == "Sequence" && pp.TryGetProperty("processors", out var list) && list.ValueKind == JsonValueKind.Array)
+            return list.EnumerateArray().Any(TemplateStartsWithSpecial);
+        return type.GetString() == "TemplateProcessing" && pp.TryGetProperty("single", out var single)
+            && single.ValueKind == JsonValueKind.Array && single.GetArrayLength() > 0
+            && single[0].ValueKind == JsonValueKind.Object && single[0].TryGetProperty("SpecialToken", out _);
+    }
+
     /// <summary>bos/eos from tokenizer_config.json (token strings), else from config.json (ids).</summary>
     private static (int? Bos, int? Eos) ReadBosEos(string dir, ITextTokenizer tok)
     {
