@@ -91,4 +91,9 @@ public sealed class StepResult
     public float[][]? HiddenStates { get; init; }
     public float[]? Logits { get; init; }
     public float[]? FinalHidden { get; init; }
+    /// <summary>
+    /// Next-token NLL at every position [B·T] (−log p(ids[n+1] | ids[..n]); 0 at each sequence's last position),
+    /// as the fused loss op computed it: what zero-shot scoring sums over a continuation.
+    /// </summary>
+    public required float[] TokenNll { get; init; }
 }

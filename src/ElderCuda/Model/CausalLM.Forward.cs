@@ -447,7 +447,7 @@ public sealed partial class CausalLM
             return new StepResult
             {
                 Loss = (predicted > 0 ? nll / predicted : 0) + regLoss, TotalNll = nll, Predicted = predicted, RegLoss = regLoss,
-                GateGrads = gateGrads, HiddenStates = hidden?.ToArray(), Logits = logitsHost, FinalHidden = finalHidden,
+                GateGrads = gateGrads, HiddenStates = hidden?.ToArray(), Logits = logitsHost, FinalHidden = finalHidden, TokenNll = lossHost,
             };
         }
         finally
