@@ -43,7 +43,9 @@ public static class PruneCommand
         var evalFile = Opt<string?>("--eval", "Held-out text for dense vs pruned perplexity (DESIGN.md §6 protocol)");
         var evalSeqlen = Opt<int?>("--eval-seqlen", "Perplexity window length (default = --seqlen)");
         var evalWindows = Opt<int?>("--eval-windows", "Evaluate only the first N windows");
-        var noDenseEval = Opt<bool>("--no-dense-eval", "Skip the dense perplexity (saves time when it is known)");
+        var noDenseEval = Opt<bool>("--no-dense-eval", "Skip the dense perplexity and zero-shot scores (saves time when they are known)");
+        var zeroShotFile = Opt<string?>("--zeroshot", "JSONL multiple-choice items (as eldr zeroshot reads them) for dense vs pruned acc / acc_norm");
+        var zeroShotItems = Opt<int?>("--zeroshot-items", "Score only the first N zero-shot items");
         var batch = Opt<int>("--batch", "Windows per training step (stage 2 / fine-tune)", () => 8);
         var evalBatch = Opt<int>("--eval-batch", "Windows per forward pass when scoring", () => 8);
         var device = Opt<string>("--device", "auto (GPU when present), cpu or cuda", () => "auto");
@@ -219,6 +221,30 @@ public static class PruneCommand
                 if (!File.Exists(ef)) throw new FileNotFoundException($"{ef}: evaluation text not found");
                 evalTokens = tok.Encode(File.ReadAllText(ef));
             }
+            List<ElderCuda.Eval.ZeroShotItem>? zsItems = null;
+            if (pr.GetValue(zeroShotFile) is { } zf)
+            {
+                zsItems = ElderCuda.Eval.ZeroShot.ReadJsonl(zf);
+                if (pr.GetValue(zeroShotItems) is { } zn)
+                {
+                    if (zn < 1) throw new ArgumentException($"--zeroshot-items must be ≥ 1 (got {zn})");
+                    zsItems = zsItems.Take(zn).ToList();
+                }
+            }
+            ZeroShotFigures? ZeroShotOf(string label)
+            {
+                if (zsItems is null) return null;
+                var s3 = Stopwatch.StartNew();
+                ElderCuda.Eval.ZeroShotResult z = null!;
+                AnsiConsole.Progress().AutoClear(true).Start(ctx =>
+                {
+                    var task = ctx.AddTask($"zero-shot ({label})", maxValue: 1.0);
+                    z = ElderCuda.Eval.ZeroShot.Evaluate(lm, tok, zsItems, Cli.DefaultSeqLen(lm.Config), new Progress<double>(v => task.Value = v), ct);
+                });
+                report.TimingsSeconds[$"zeroshot_{label}"] = s3.Elapsed.TotalSeconds;
+                Log($"{label} zero-shot acc {z.Acc:F4} ± {z.AccStderr:F4}, acc_norm {z.AccNorm:F4} ± {z.AccNormStderr:F4} ({z.Items} items)");
+                return new ZeroShotFigures(z.Items, z.Acc, z.AccStderr, z.AccNorm, z.AccNormStderr, pr.GetValue(zeroShotFile)!);
+            }
             EvalFigures? Ppl(string label)
             {
                 if (evalTokens is null) return null;
@@ -234,11 +260,12 @@ public static class PruneCommand
                 return new EvalFigures(r.Ppl, r.Nll, r.Count, r.Windows, evalT, pr.GetValue(evalFile)!);
             }
 
-            if (!pr.GetValue(noDenseEval)) report.DensePerplexity = Ppl("dense");
+            if (!pr.GetValue(noDenseEval)) { report.DensePerplexity = Ppl("dense"); report.DenseZeroShot = ZeroShotOf("dense"); }
             PruneRunner.Run(lm, cal, settings, report, ckpt, Log, ct);
             // evaluate what a saved checkpoint holds: weights rounded to the file's dtype
             PruneUtil.RoundToFileDType(lm);
             report.PrunedPerplexity = Ppl("pruned");
+            report.PrunedZeroShot = ZeroShotOf("pruned");
             report.TimingsSeconds["total"] = total.Elapsed.TotalSeconds;
 
             if (outDir is not null)
@@ -258,6 +285,9 @@ public static class PruneCommand
             table.AddRow("removed (original)", string.Join(", ", report.Removed));
             table.AddRow("held-back CE dense → pruned", $"{report.HeldBackCeDense:F4} → {report.HeldBackCePruned:F4}");
             if (report.PrunedPerplexity is { } pp) table.AddRow("perplexity dense → pruned", $"{report.DensePerplexity?.Perplexity:F2} → {pp.Perplexity:F2}");
+            if (report.PrunedZeroShot is { } zp)
+                table.AddRow("zero-shot acc / acc_norm dense → pruned",
+                    $"{report.DenseZeroShot?.Acc:F4} / {report.DenseZeroShot?.AccNorm:F4} → {zp.Acc:F4} / {zp.AccNorm:F4} ({zp.Items} items)");
             AnsiConsole.Write(table);
             return 0;
         }

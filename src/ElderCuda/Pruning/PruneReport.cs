@@ -6,6 +6,9 @@ namespace ElderCuda.Pruning;
 
 public sealed record EvalFigures(double Perplexity, double TotalNll, long Predicted, int Windows, int SeqLen, string Source);
 
+/// <summary>Zero-shot multiple choice on Source (eldr zeroshot's scoring; Items scored).</summary>
+public sealed record ZeroShotFigures(int Items, double Acc, double AccStderr, double AccNorm, double AccNormStderr, string Source);
+
 public sealed record Candidate(string Name, List<int> RemovedOriginal, double HeldBackCe);
 
 /// <summary>
@@ -44,6 +47,8 @@ public sealed class PruneReport
     public double? HeldBackCePruned { get; set; }
     public EvalFigures? DensePerplexity { get; set; }
     public EvalFigures? PrunedPerplexity { get; set; }
+    public ZeroShotFigures? DenseZeroShot { get; set; }
+    public ZeroShotFigures? PrunedZeroShot { get; set; }
     public Dictionary<string, double> TimingsSeconds { get; set; } = new();
     /// <summary>Peak device memory per stage (CUDA) and the process's peak host working set after it, in bytes.</summary>
     public Dictionary<string, long> PeakMemoryBytes { get; set; } = new();

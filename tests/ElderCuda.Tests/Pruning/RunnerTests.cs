@@ -81,6 +81,41 @@ public class RunnerTests
     }
 
     [Fact]
+    public void PruneCommandScoresZeroShotOnTheDenseAndTheSavedModel()
+    {
+        var root = PruneTestUtil.TempDir();
+        var outDir = Path.Combine(root, "pruned");
+        string items = Path.Combine(root, "items.jsonl");
+        File.WriteAllLines(items, [
+            """{"ctx": "It is a truth universally acknowledged, that a single man in possession of a good fortune,", "endings": ["must be in want of a wife.", "the the the the.", "Mr. Darcy said nothing."], "label": 0}""",
+            """{"ctx": "She was the youngest of the two daughters of a most affectionate,", "endings": ["indulgent father.", "of the of of.", "zebra crossing."], "label": 0}""",
+            """{"ctx": "The President said that the Congress", "endings": ["must act now.", "was a fish.", "the of and."], "label": 0}""",
+        ]);
+        try
+        {
+            int rc = new RootCommand { Eldr.Cli.PruneCommand.Create() }.Parse([
+                "prune", "--model", TestPaths.BundledModel, "--calib", Path.Combine(TestPaths.RepoRoot, "data", "calib-train-sample.txt"),
+                "--method", "shortgpt", "--layers", "3", "--seqlen", "32", "--samples", "4", "--heldback", "2", "--device", "cpu",
+                "--zeroshot", items, "--out", outDir, "--no-plots",
+            ]).Invoke();
+            Assert.Equal(0, rc);
+            var rep = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "report.json")))!;
+            var zsItems = ElderCuda.Eval.ZeroShot.ReadJsonl(items);
+            var tok = ElderCuda.IO.Tokenization.TokenizerLoader.Load(TestPaths.BundledModel);
+            // what eldr prune reports is what the dense checkpoint and the exported one score
+            foreach (var (key, dir) in new[] { ("dense_zero_shot", TestPaths.BundledModel), ("pruned_zero_shot", outDir) })
+            {
+                using var m = CausalLM.Load(dir, new CpuBackend());
+                var z = ElderCuda.Eval.ZeroShot.Evaluate(m, tok, zsItems, 512);
+                Assert.Equal(3, rep[key]!["items"]!.GetValue<int>());
+                Assert.Equal(z.Acc, rep[key]!["acc"]!.GetValue<double>());
+                Assert.Equal(z.AccNorm, rep[key]!["acc_norm"]!.GetValue<double>());
+            }
+        }
+        finally { Directory.Delete(root, true); }
+    }
+
+    [Fact]
     public void PruneCommandResumesOnlyTheSameRun()
     {
         var root = PruneTestUtil.TempDir();
