@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs .gpu/ for run_b.sh and run_c.sh (run here, from the repo root): a trimmed self-contained eldr, so that
-# no .NET runtime has to travel, plus llama-24L, the corpus and WikiText-2 test, compressed. Carry:
+# no .NET runtime has to travel, plus llama-24L, the corpus, WikiText-2 test and the zero-shot items, compressed. Carry:
 #   .gpu/eldr.tar.xz .gpu/extra/llama-24L.tar.xz .gpu/extra/corpus.tar.xz .gpu/extra/wiki.tar.xz
 # Tracked files plus these must stay under 64 MiB, so the plotting natives (SkiaSharp) stay behind: pass
 # --no-plots on the GPU box. Trimming keeps reflection-based JSON (report.json, --json) switched on; the linked
@@ -16,9 +16,9 @@ rm -f "$T"/libSkiaSharp.so "$T"/libHarfBuzzSharp.so "$T"/*.pdb "$T"/createdump
 "$T/eldr" ppl models/llama-12L --data data/corpus-heldout.txt --seqlen 128 --max-windows 1 --device cpu --json > /dev/null
 mkdir -p .gpu/extra /tmp/pack && rm -rf /tmp/pack/*
 tar cJf .gpu/eldr.tar.xz -C /tmp eldr-trim
-cp -r "$S/models/llama-24L" "$S/data/corpus" /tmp/pack/ && cp "$S/data/wikitext-2/wiki.test.raw" /tmp/pack/
+cp -r "$S/models/llama-24L" "$S/data/corpus" /tmp/pack/ && cp "$S/data/wikitext-2/wiki.test.raw" "$S/data/zeroshot/corpus-cloze.jsonl" /tmp/pack/
 tar cJf .gpu/extra/llama-24L.tar.xz -C /tmp/pack llama-24L
 tar cJf .gpu/extra/corpus.tar.xz -C /tmp/pack corpus
-tar cJf .gpu/extra/wiki.tar.xz -C /tmp/pack wiki.test.raw
+tar cJf .gpu/extra/wiki.tar.xz -C /tmp/pack wiki.test.raw corpus-cloze.jsonl   # run_b's step 3 reads the zero-shot items
 du -cb .gpu/eldr.tar.xz .gpu/extra/llama-24L.tar.xz .gpu/extra/corpus.tar.xz .gpu/extra/wiki.tar.xz | tail -1 | awk '{printf "carry: %.1f MiB\n", $1/1048576}'
 git ls-files -z | xargs -0 du -cb | tail -1 | awk '{printf "tracked: %.1f MiB\n", $1/1048576}'

@@ -54,6 +54,16 @@ laco --method laco
 slm --method slm
 RUNS
 done
+echo "== 3. speed (prefill, SLEB's protocol at the models' window) and zero-shot, dense vs auto"
+for model in llama-24L llama-12L; do
+  M=/tmp/$model; [ -d "$M" ] || M=models/$model; o=/tmp/q/$model-auto
+  [ -d "$o" ] || { echo "no $o: skipped"; continue; }
+  $E speed $o --baseline $M --device cuda --runs 50 --warmup 5 --json 2>/dev/null | tee -a "$OUT/speed.jsonl"
+  [ -f /tmp/corpus-cloze.jsonl ] || continue
+  for d in $M $o; do
+    echo "$model $(basename $d) $($E zeroshot $d --data /tmp/corpus-cloze.jsonl --device cuda --json 2>/dev/null)"
+  done | tee -a "$OUT/zeroshot.txt"
+done
 python3 bench/gpu/hf_ppl.py /tmp/q/llama-24L-auto --data data/corpus-heldout.txt --seqlen 512 2>/dev/null | tee "$OUT/transformers-reload.txt"
 tar czf "$OUT/quality-reports.tgz" -C /tmp/q $(cd /tmp/q && ls *.report.json *.log 2>/dev/null)
 column -t -s $'\t' "$summary"

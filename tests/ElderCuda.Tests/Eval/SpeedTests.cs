@@ -1,0 +1,42 @@
+using ElderCuda.Backends.Cpu;
+using ElderCuda.Eval;
+using ElderCuda.Model;
+using ElderCuda.Tests.Cli;
+
+namespace ElderCuda.Tests.Eval;
+
+/// <summary>
+/// The speed benchmark's bookkeeping (no timing is asserted: speed targets belong in benchmark commands): the
+/// summary statistics are those of the runs, tokens/s follows from the median, the speed-up is the ratio of medians,
+/// and bad settings are clear errors.
+/// </summary>
+public class SpeedTests
+{
+    [Fact]
+    public void StatisticsAreConsistent()
+    {
+        using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new CpuBackend());
+        var r = Speed.Prefill(m, batch: 2, seqLen: 16, runs: 5, warmup: 1);
+        Assert.Equal((2, 16, 5), (r.Batch, r.SeqLen, r.Runs));
+        Assert.True(r.MinMs > 0 && r.MinMs <= r.MedianMs && r.MinMs <= r.MeanMs, $"{r}");
+        Assert.Equal(2 * 16 / (r.MedianMs / 1000), r.TokensPerSecond, 9);
+        Assert.Throws<ArgumentException>(() => Speed.Prefill(m, 1, m.Config.MaxPositionEmbeddings + 1, 1, 0));
+        Assert.Throws<ArgumentException>(() => Speed.Prefill(m, 1, 16, 0, 0));
+    }
+
+    [Fact]
+    public void CommandReportsTheRatioOfMedians()
+    {
+        var r = EldrProcess.Run("speed", TestPaths.HfTiny("opt"), "--baseline", TestPaths.HfTiny("llama-gqa"), "--seqlen", "16",
+            "--runs", "3", "--warmup", "1", "--device", "cpu", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        var models = doc.RootElement.GetProperty("models");
+        Assert.Equal(2, models.GetArrayLength());
+        double expected = models[1].GetProperty("median_ms").GetDouble() / models[0].GetProperty("median_ms").GetDouble();
+        Assert.Equal(expected, doc.RootElement.GetProperty("speedup").GetDouble(), 9);
+        var bad = EldrProcess.Run("speed", TestPaths.HfTiny("opt"), "--runs", "0", "--device", "cpu");
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("runs ≥ 1", bad.Stderr);
+    }
+}
