@@ -39,4 +39,37 @@ public class CpuArrayPoolTests
         t.Dispose();
         Assert.True(float.IsNaN(t.Span[123]));
     }
+
+    [Fact]
+    public void LengthsNotAskedForLatelyAreLetGoWhileASteadyLoopKeepsHitting()
+    {
+        var cache = new ArrayCache(capBytes: 1L << 30, minLength: 16, idleRents: 8);
+        // variable-length work: each length once, never again
+        for (int len = 100; len < 140; len++) Assert.True(cache.Return(new float[len]));
+        long stale = cache.PooledBytes;
+        Assert.Equal(4L * Enumerable.Range(100, 40).Sum(), stale);
+        int hits = 0;
+        for (int i = 0; i < 20; i++)
+        {
+            // a training step: the same length rented and returned every time, plus a length never seen before
+            var a = cache.TryRent(500);
+            if (a is not null) { hits++; Assert.All(a, v => Assert.Equal(0f, v)); a[0] = 7f; }
+            Assert.True(cache.Return(a ?? new float[500]));
+            Assert.Null(cache.TryRent(1000 + i));
+        }
+        Assert.Equal(19, hits);                         // every step after the first found its array
+        Assert.Equal(4L * 500, cache.PooledBytes);      // the 40 stale lengths are gone, the loop's array stays
+        Assert.Null(cache.TryRent(120));
+        Assert.Equal(0f, cache.TryRent(500)![0]);       // and comes back zeroed
+    }
+
+    [Fact]
+    public void TheCacheKeepsNoMoreThanItsCap()
+    {
+        var cache = new ArrayCache(capBytes: 4 * 1000, minLength: 16, idleRents: 1000);
+        Assert.True(cache.Return(new float[600]));
+        Assert.False(cache.Return(new float[600]));     // 4800 bytes > 4000
+        Assert.False(cache.Return(new float[8]));       // under minLength: left to the GC
+        Assert.Equal(2400, cache.PooledBytes);
+    }
 }
