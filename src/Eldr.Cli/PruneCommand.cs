@@ -122,6 +122,17 @@ public static class PruneCommand
             // a bad temperature would otherwise surface only in stage 2, after stage 1's work
             if (!(pr.GetValue(distillTemp) > 0)) throw new ArgumentException($"--distill-temperature must be > 0 (got {pr.GetValue(distillTemp)})");
             if (Doubles(pr.GetValue(autoDistillTemps)!).Any(t => !(t > 0))) throw new ArgumentException($"--auto-distill-temperatures must all be > 0 (got {pr.GetValue(autoDistillTemps)})");
+            // the zero-shot items are read before any work, so a bad file fails at once
+            List<ElderCuda.Eval.ZeroShotItem>? zsItems = null;
+            if (pr.GetValue(zeroShotFile) is { } zf)
+            {
+                zsItems = ElderCuda.Eval.ZeroShot.ReadJsonl(zf);
+                if (pr.GetValue(zeroShotItems) is { } zn)
+                {
+                    if (zn < 1) throw new ArgumentException($"--zeroshot-items must be ≥ 1 (got {zn})");
+                    zsItems = zsItems.Take(zn).ToList();
+                }
+            }
             string? ck = pr.GetValue(ckptDir);
             if (pr.GetValue(resume) && ck is null) throw new ArgumentException("--resume needs --checkpoint-dir");
             var ckpt = ck is null ? null : new RunCheckpoint(ck);
@@ -220,16 +231,6 @@ public static class PruneCommand
             {
                 if (!File.Exists(ef)) throw new FileNotFoundException($"{ef}: evaluation text not found");
                 evalTokens = tok.Encode(File.ReadAllText(ef));
-            }
-            List<ElderCuda.Eval.ZeroShotItem>? zsItems = null;
-            if (pr.GetValue(zeroShotFile) is { } zf)
-            {
-                zsItems = ElderCuda.Eval.ZeroShot.ReadJsonl(zf);
-                if (pr.GetValue(zeroShotItems) is { } zn)
-                {
-                    if (zn < 1) throw new ArgumentException($"--zeroshot-items must be ≥ 1 (got {zn})");
-                    zsItems = zsItems.Take(zn).ToList();
-                }
             }
             ZeroShotFigures? ZeroShotOf(string label)
             {

@@ -73,4 +73,24 @@ public class CliErrorTests
             "--calib", calib, "--device", "cpu", "--out", outDir), "--auto-distill-temperatures", "> 0");
         Assert.False(Directory.Exists(outDir), "nothing is written for a bad flag");
     }
+
+    [Fact]
+    public void BadZeroShotFileFailsBeforeAnyWork()
+    {
+        var calib = Path.Combine(TestPaths.RepoRoot, "data", "calib-train-sample.txt");
+        var outDir = Path.Combine(Path.GetTempPath(), "eldr-bad-zs-" + Guid.NewGuid().ToString("N"));
+        var bad = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(bad, "{\"ctx\": \"a\", \"endings\": [\"b\"], \"label\": 0}\n");
+            var r = EldrProcess.Run("prune", TestPaths.BundledModel, "--method", "shortgpt", "--calib", calib, "--device", "cpu",
+                "--zeroshot", bad, "--out", outDir);
+            AssertCleanFailure(r, "line 1", "at least two strings");
+            Assert.DoesNotContain("loading", r.Stdout);   // it failed before the model was loaded (the log goes to stdout)
+            AssertCleanFailure(EldrProcess.Run("prune", TestPaths.BundledModel, "--method", "shortgpt", "--calib", calib, "--device", "cpu",
+                "--zeroshot", bad + ".missing", "--out", outDir), "no such JSONL file");
+            Assert.False(Directory.Exists(outDir), "nothing is written for a bad file");
+        }
+        finally { File.Delete(bad); }
+    }
 }
