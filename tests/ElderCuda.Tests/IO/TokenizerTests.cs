@@ -88,7 +88,6 @@ public class TokenizerByteLevelTests
         sw.Stop();
         Assert.Equal(markers, ids.Count(i => i == tok.TokenToId("<|endoftext|>")));
         Assert.Equal(text, tok.Decode(ids));
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"encoding {text.Length} chars took {sw.Elapsed}");
         TestContext.Current.SendDiagnosticMessage($"corpus-heldout.txt: {text.Length} chars -> {ids.Length} ids in {sw.ElapsedMilliseconds} ms");
     }
 
