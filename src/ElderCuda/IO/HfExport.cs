@@ -60,9 +60,8 @@ public static class HfExport
                     var src = Path.Combine(m.SourceDir, f);
                     if (File.Exists(src)) File.Copy(src, Path.Combine(tmp, f));
                 }
-                // llama2.c's tokenizer (tokenizer.bin or tok*.bin) where the folder has no other that the loader would take first
-                if (!new[] { "tokenizer.json", "tokenizer.model", "vocab.json" }.Any(f => File.Exists(Path.Combine(m.SourceDir, f)))
-                    && Tokenization.Llama2cTokenizerFile.Find(m.SourceDir) is { } bin)
+                // llama2.c's tokenizer (tokenizer.bin or tok*.bin) where that is what the loader reads
+                if (Tokenization.TokenizerLoader.Llama2cSource(m.SourceDir) is { } bin)
                     File.Copy(bin, Path.Combine(tmp, Path.GetFileName(bin)));
             }
             extra?.Invoke(tmp);

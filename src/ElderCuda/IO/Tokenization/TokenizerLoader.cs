@@ -35,7 +35,7 @@ public static class TokenizerLoader
         }
         else if (File.Exists(vocabPath) && File.Exists(mergesPath))
             tok = Guard(vocabPath, () => TokenizerJson.LoadVocabMerges(vocabPath, mergesPath));
-        else if (Llama2cTokenizerFile.Find(modelDir) is { } binPath)
+        else if (Llama2cSource(modelDir) is { } binPath)
         {
             var sp = Guard(binPath, () => Llama2cTokenizerFile.Load(binPath));
             (defaultBos, defaultEos) = (sp.BosId, sp.EosId);
@@ -96,9 +96,18 @@ public static class TokenizerLoader
                 using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
                 return doc.RootElement.TryGetProperty("post_processor", out var pp) && TemplateStartsWithSpecial(pp);
             });
-        return File.Exists(Path.Combine(modelDir, "tokenizer.model"))
-               || (!File.Exists(Path.Combine(modelDir, "vocab.json")) && Llama2cTokenizerFile.Find(modelDir) is not null);
+        return File.Exists(Path.Combine(modelDir, "tokenizer.model")) || Llama2cSource(modelDir) is not null;
     }
+
+    /// <summary>
+    /// The llama2.c tokenizer file <see cref="Load"/> reads for this folder: only when it holds none of the formats
+    /// that come first (tokenizer.json, tokenizer.model, vocab.json with merges.txt); null otherwise.
+    /// </summary>
+    internal static string? Llama2cSource(string modelDir) =>
+        File.Exists(Path.Combine(modelDir, "tokenizer.json")) || File.Exists(Path.Combine(modelDir, "tokenizer.model"))
+        || (File.Exists(Path.Combine(modelDir, "vocab.json")) && File.Exists(Path.Combine(modelDir, "merges.txt")))
+            ? null
+            : Llama2cTokenizerFile.Find(modelDir);
 
     private static bool TemplateStartsWithSpecial(JsonElement pp)
     {
