@@ -123,16 +123,7 @@ public static class PruneCommand
             if (!(pr.GetValue(distillTemp) > 0)) throw new ArgumentException($"--distill-temperature must be > 0 (got {pr.GetValue(distillTemp)})");
             if (Doubles(pr.GetValue(autoDistillTemps)!).Any(t => !(t > 0))) throw new ArgumentException($"--auto-distill-temperatures must all be > 0 (got {pr.GetValue(autoDistillTemps)})");
             // the zero-shot items are read before any work, so a bad file fails at once
-            List<ElderCuda.Eval.ZeroShotItem>? zsItems = null;
-            if (pr.GetValue(zeroShotFile) is { } zf)
-            {
-                zsItems = ElderCuda.Eval.ZeroShot.ReadJsonl(zf);
-                if (pr.GetValue(zeroShotItems) is { } zn)
-                {
-                    if (zn < 1) throw new ArgumentException($"--zeroshot-items must be ≥ 1 (got {zn})");
-                    zsItems = zsItems.Take(zn).ToList();
-                }
-            }
+            var zsItems = pr.GetValue(zeroShotFile) is { } zf ? ElderCuda.Eval.ZeroShot.ReadJsonl(zf, pr.GetValue(zeroShotItems)) : null;
             string? ck = pr.GetValue(ckptDir);
             if (pr.GetValue(resume) && ck is null) throw new ArgumentException("--resume needs --checkpoint-dir");
             var ckpt = ck is null ? null : new RunCheckpoint(ck);

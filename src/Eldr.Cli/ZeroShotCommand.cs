@@ -21,12 +21,7 @@ public static class ZeroShotCommand
         cmd.SetAction(pr => Cli.Guard(() =>
         {
             var path = pr.GetValue(dir)!;
-            var items = ZeroShot.ReadJsonl(pr.GetValue(data)!);
-            if (pr.GetValue(maxItems) is { } mi)
-            {
-                if (mi < 1) throw new ArgumentException($"--max-items must be ≥ 1 (got {mi})");
-                items = items.Take(mi).ToList();
-            }
+            var items = ZeroShot.ReadJsonl(pr.GetValue(data)!, pr.GetValue(maxItems));
             var tok = TokenizerLoader.Load(path);
             using IBackend be = Cli.OpenBackend(pr);
             var cfg = ModelConfig.Load(path);

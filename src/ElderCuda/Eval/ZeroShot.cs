@@ -25,10 +25,12 @@ public static class ZeroShot
 {
     /// <summary>
     /// JSONL, one item per line: HellaSwag-style {"ctx", "endings", "label"}, or the harness's {"query", "choices", "gold"}
-    /// ("context" is also read for the context). A label may be a number or a numeric string.
+    /// ("context" is also read for the context). A label may be a number or a numeric string. With maxItems, only
+    /// the first maxItems items are kept.
     /// </summary>
-    public static List<ZeroShotItem> ReadJsonl(string path)
+    public static List<ZeroShotItem> ReadJsonl(string path, int? maxItems = null)
     {
+        if (maxItems < 1) throw new ArgumentException($"{path}: the number of items to score must be ≥ 1 (got {maxItems})");
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such JSONL file");
         var items = new List<ZeroShotItem>();
         int lineNo = 0;
@@ -63,7 +65,7 @@ public static class ZeroShot
             }
         }
         if (items.Count == 0) throw new InvalidDataException($"{path}: no items");
-        return items;
+        return maxItems is { } n && n < items.Count ? items.GetRange(0, n) : items;
     }
 
     static string? Str(JsonElement o, string name) => o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;

@@ -110,6 +110,8 @@ public class ZeroShotTests
             Assert.Equal(2, items.Count);
             Assert.Equal(("a", 1, 2), (items[0].Context, items[0].Label, items[0].Choices.Count));
             Assert.Equal(("d", 2, 3), (items[1].Context, items[1].Label, items[1].Choices.Count));
+            Assert.Equal("a", Assert.Single(ZeroShot.ReadJsonl(path, maxItems: 1)).Context);
+            Assert.Contains("≥ 1", Assert.Throws<ArgumentException>(() => ZeroShot.ReadJsonl(path, maxItems: 0)).Message);
             File.AppendAllLines(path, ["""{"ctx": "a", "endings": ["b", "c"], "label": 2}"""]);
             var e = Assert.Throws<InvalidDataException>(() => ZeroShot.ReadJsonl(path));
             Assert.Contains("line 4", e.Message);
