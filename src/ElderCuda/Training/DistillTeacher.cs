@@ -25,9 +25,6 @@ internal sealed class DistillTeacher : IDisposable
         if (4L * windows.Sum(w => (long)w.Length) * teacher.Config.VocabSize <= cacheBytes) _cache = new float[windows.Count][];
     }
 
-    /// <summary>Whether the teacher's logits are kept in host memory between epochs.</summary>
-    public bool Caches => _cache is not null;
-
     /// <summary>The teacher's logits [count·T, V] for windows order[from..from+count). Valid until the next call.</summary>
     public Tensor Logits(IReadOnlyList<int[]> windows, IReadOnlyList<int> order, int from, int count)
     {

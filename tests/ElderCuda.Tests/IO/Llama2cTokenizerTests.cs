@@ -14,8 +14,6 @@ namespace ElderCuda.Tests.IO;
 /// </summary>
 public class Llama2cTokenizerTests
 {
-    static string Fixture(params string[] parts) => TokenizerRepo.PathOf(["tests", "ElderCuda.Tests", "fixtures", .. parts]);
-
     static IEnumerable<JsonElement> SentencePieceItems() =>
         JsonDocument.Parse(File.ReadAllText(Path.Combine(TokenizerRepo.SpFixture, "reference_ids.json"))).RootElement.GetProperty("items").EnumerateArray();
 
@@ -24,7 +22,7 @@ public class Llama2cTokenizerTests
     [InlineData("tok1024-chr.bin")]
     public void EncodeAndDecodeMatchSentencePiece(string file)
     {
-        var tok = Llama2cTokenizerFile.Load(Fixture("llama2c-tokenizer", file));
+        var tok = Llama2cTokenizerFile.Load(TestPaths.Fixture("llama2c-tokenizer", file));
         Assert.Equal(1024, tok.VocabSize);
         Assert.Equal(1, tok.BosId);
         Assert.Equal(2, tok.EosId);
@@ -45,11 +43,11 @@ public class Llama2cTokenizerTests
         var dir = Directory.CreateTempSubdirectory("eldr-tokbin-").FullName;
         try
         {
-            File.Copy(Fixture("llama2c-tokenizer", "tok1024.bin"), Path.Combine(dir, "tok1024.bin"));
+            File.Copy(TestPaths.Fixture("llama2c-tokenizer", "tok1024.bin"), Path.Combine(dir, "tok1024.bin"));
             var tok = TokenizerLoader.Load(dir);
             var item = SentencePieceItems().First();
             Assert.Equal(TokenizerRepo.Ints(item.GetProperty("ids_with_bos"))[1..], tok.Encode(item.GetProperty("text").GetString()!));
-            File.Copy(Fixture("llama2c-tokenizer", "tok1024-chr.bin"), Path.Combine(dir, "tok2.bin"));
+            File.Copy(TestPaths.Fixture("llama2c-tokenizer", "tok1024-chr.bin"), Path.Combine(dir, "tok2.bin"));
             var e = Assert.Throws<TokenizerException>(() => TokenizerLoader.Load(dir));
             Assert.Contains("several llama2.c tokenizer files", e.Message);
         }
@@ -59,7 +57,7 @@ public class Llama2cTokenizerTests
     [Fact]
     public void TruncatedOrCorruptFilesAreClearErrors()
     {
-        var bytes = File.ReadAllBytes(Fixture("llama2c-tokenizer", "tok1024.bin"));
+        var bytes = File.ReadAllBytes(TestPaths.Fixture("llama2c-tokenizer", "tok1024.bin"));
         var dir = Directory.CreateTempSubdirectory("eldr-tokbin-").FullName;
         try
         {
@@ -88,7 +86,7 @@ public class Llama2cTokenizerTests
     [Fact]
     public void Stories260KGreedySampleMatchesLlama2c()
     {
-        string dir = Fixture("stories260K");
+        string dir = TestPaths.Fixture("stories260K");
         var tok = TokenizerLoader.Load(dir);
         Assert.Equal(512, tok.VocabSize);
         using var m = CausalLM.Load(dir, new CpuBackend());
@@ -109,8 +107,6 @@ public class Llama2cTokenizerTests
 /// </summary>
 public class BosDefaultTests
 {
-    static string Fixture(params string[] parts) => TokenizerRepo.PathOf(["tests", "ElderCuda.Tests", "fixtures", .. parts]);
-
     [Fact]
     public void ByteLevelTokenizerWithoutTemplateAddsNoBos()
     {
@@ -125,7 +121,7 @@ public class BosDefaultTests
     public void SentencePieceAndLlama2cTokenizersAddBos()
     {
         Assert.True(TokenizerLoader.AddsBos(TokenizerRepo.SpFixture, TokenizerLoader.Load(TokenizerRepo.SpFixture)));
-        Assert.True(TokenizerLoader.AddsBos(Fixture("stories260K"), TokenizerLoader.Load(Fixture("stories260K"))));
+        Assert.True(TokenizerLoader.AddsBos(TestPaths.Fixture("stories260K"), TokenizerLoader.Load(TestPaths.Fixture("stories260K"))));
     }
 
     [Fact]
@@ -155,9 +151,25 @@ public class BosDefaultTests
     }
 
     [Fact]
+    public void Llama2cFileBesideAnIncompleteVocabMergesPairIsStillWhatIsRead()
+    {
+        // vocab.json without merges.txt is not a tokenizer the loader takes, so the llama2.c file is read, and BOS follows it
+        var dir = Directory.CreateTempSubdirectory("eldr-bos-").FullName;
+        try
+        {
+            File.Copy(TestPaths.Fixture("llama2c-tokenizer", "tok1024.bin"), Path.Combine(dir, "tok1024.bin"));
+            File.WriteAllText(Path.Combine(dir, "vocab.json"), "{}");
+            var tok = TokenizerLoader.Load(dir);
+            Assert.Equal(1024, tok.VocabSize);
+            Assert.True(TokenizerLoader.AddsBos(dir, tok));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void GenerateFromBosAloneGivesLlama2cStories260KSample()
     {
-        var r = ElderCuda.Tests.Cli.EldrProcess.Run("generate", Fixture("stories260K"), "--prompt", "", "--max-new-tokens", "45", "--device", "cpu");
+        var r = ElderCuda.Tests.Cli.EldrProcess.Run("generate", TestPaths.Fixture("stories260K"), "--prompt", "", "--max-new-tokens", "45", "--device", "cpu");
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.StartsWith("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.", r.Stdout);
     }
