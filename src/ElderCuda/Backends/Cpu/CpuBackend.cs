@@ -5,7 +5,9 @@ namespace ElderCuda.Backends.Cpu;
 
 /// <summary>
 /// The reference backend: plain float32 on the host, parallel over rows, SIMD through TensorPrimitives.
-/// Every CUDA kernel is checked against this. Keep it slow and obviously correct.
+/// Every CUDA kernel is checked against this, so it stays obviously correct: the only blocking is in the matrix
+/// products (<see cref="CpuKernels.Gemm"/>), which matmul and attention share, and which the tests check against
+/// float64 sums.
 /// </summary>
 public sealed partial class CpuBackend : IBackend
 {
@@ -102,78 +104,55 @@ public sealed partial class CpuBackend : IBackend
     }
 
     // ---- linear -----------------------------------------------------------------------------------
+    // All three products go through one kernel, CpuKernels.Gemm (C = A·Bᵀ over contiguous rows): the backward
+    // products transpose an operand first, which costs O(N·(In + Out)) against the product's O(N·In·Out).
     public unsafe void Matmul(Tensor output, Tensor x, Tensor w, Tensor? bias, bool accumulate = false)
     {
         var o = F(output); var xs = F(x); var ws = F(w); var b = bias is null ? null : F(bias);
         int N = x.Rows, In = x.Cols, Out = w.Rows;
         if (w.Cols != In || output.Cols != Out || output.Rows != N)
             throw new ArgumentException($"matmul shapes: out {output} = x {x} · W {w}ᵀ");
-        // blocks of 4 rows × 64 outputs keep a slab of W in L1 while 4 rows of x stream through it
-        int rowBlocks = (N + 3) / 4, colBlocks = (Out + 63) / 64;
-        Parallel.For(0, rowBlocks * colBlocks, blk =>
-        {
-            int n0 = blk / colBlocks * 4, j0 = blk % colBlocks * 64, j1 = Math.Min(Out, j0 + 64);
-            fixed (float* xp = xs, wp = ws, op = o)
-            {
-                if (n0 + 4 <= N)
-                {
-                    float* x0 = xp + (long)n0 * In, x1 = x0 + In, x2 = x1 + In, x3 = x2 + In;
-                    for (int j = j0; j < j1; j++)
-                    {
-                        CpuKernels.Dot4(x0, x1, x2, x3, wp + (long)j * In, In, out var s0, out var s1, out var s2, out var s3);
-                        float bj = b is null ? 0f : b[j];
-                        float* oc = op + (long)n0 * Out + j;
-                        if (accumulate) { oc[0] += s0 + bj; oc[Out] += s1 + bj; oc[2 * Out] += s2 + bj; oc[3 * Out] += s3 + bj; }
-                        else { oc[0] = s0 + bj; oc[Out] = s1 + bj; oc[2 * Out] = s2 + bj; oc[3 * Out] = s3 + bj; }
-                    }
-                }
-                else
-                {
-                    for (int n = n0; n < N; n++)
-                        for (int j = j0; j < j1; j++)
-                        {
-                            float v = CpuKernels.Dot(xp + (long)n * In, wp + (long)j * In, In) + (b is null ? 0f : b[j]);
-                            op[(long)n * Out + j] = accumulate ? op[(long)n * Out + j] + v : v;
-                        }
-                }
-            }
-        });
+        fixed (float* xp = xs, wp = ws, op = o, bp = b)
+            CpuKernels.Gemm(xp, wp, op, N, Out, In, bp, accumulate);
     }
 
-    public void MatmulBackward(Tensor? dx, Tensor? dw, Tensor? db, Tensor dOut, Tensor x, Tensor w, bool accumulateDx = false)
+    public unsafe void MatmulBackward(Tensor? dx, Tensor? dw, Tensor? db, Tensor dOut, Tensor x, Tensor w, bool accumulateDx = false)
     {
         var g = F(dOut); int N = dOut.Rows, Out = dOut.Cols, In = w.Cols;
         var ws = F(w);
+        var pool = System.Buffers.ArrayPool<float>.Shared;
         if (dx is not null)
         {
-            var dxs = F(dx);
-            Parallel.For(0, N, n =>
+            // dx[N, In] = dOut[N, Out]·W[Out, In] = dOut·(Wᵀ)ᵀ
+            var wt = pool.Rent(checked(Out * In));
+            fixed (float* wp = ws, wtp = wt, gp = g, dxp = F(dx))
             {
-                var row = dxs.AsSpan(n * In, In);
-                if (!accumulateDx) row.Clear();
-                for (int j = 0; j < Out; j++)
-                {
-                    float gj = g[n * Out + j];
-                    if (gj != 0f) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(ws, j * In, In), gj, row, row);
-                }
-            });
+                CpuKernels.Transpose(wp, Out, In, wtp);
+                CpuKernels.Gemm(gp, wtp, dxp, N, In, Out, null, accumulateDx);
+            }
+            pool.Return(wt);
         }
         if (dw is not null || db is not null)
         {
-            // transpose dOut once so that each output row reads contiguous memory
-            var gt = System.Buffers.ArrayPool<float>.Shared.Rent(checked(Out * N));
-            for (int n = 0; n < N; n++) for (int j = 0; j < Out; j++) gt[(long)j * N + n] = g[n * Out + j];
-            var xs = F(x); var dws = dw is null ? null : F(dw); var dbs = db is null ? null : F(db);
-            Parallel.For(0, Out, j =>
+            // dW[Out, In] += dOutᵀ[Out, N]·x[N, In] = dOutᵀ·(xᵀ)ᵀ; db[Out] += Σ_n dOut[n, ·]
+            var gt = pool.Rent(checked(Out * N));
+            fixed (float* gp = g, gtp = gt) CpuKernels.Transpose(gp, N, Out, gtp);
+            if (db is not null)
             {
-                var gj = new ReadOnlySpan<float>(gt, j * N, N);
-                if (dbs is not null) dbs[j] += TensorPrimitives.Sum(gj);
-                if (dws is null) return;
-                var row = dws.AsSpan(j * In, In);
-                for (int n = 0; n < N; n++)
-                    if (gj[n] != 0f) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(xs, n * In, In), gj[n], row, row);
-            });
-            System.Buffers.ArrayPool<float>.Shared.Return(gt);
+                var dbs = F(db);
+                for (int j = 0; j < Out; j++) dbs[j] += TensorPrimitives.Sum(new ReadOnlySpan<float>(gt, j * N, N));
+            }
+            if (dw is not null)
+            {
+                var xt = pool.Rent(checked(In * N));
+                fixed (float* xp = F(x), xtp = xt, gtp = gt, dwp = F(dw))
+                {
+                    CpuKernels.Transpose(xp, N, In, xtp);
+                    CpuKernels.Gemm(gtp, xtp, dwp, Out, In, N, null, accumulate: true);
+                }
+                pool.Return(xt);
+            }
+            pool.Return(gt);
         }
     }
 

@@ -4,8 +4,8 @@ using System.Runtime.Intrinsics;
 namespace ElderCuda.Backends.Cpu;
 
 /// <summary>
-/// Small SIMD helpers for the CPU backend's two hot loops (matmul and attention). TensorPrimitives has
-/// per-call overhead that dominates on 32–192-element rows; these inline Vector256 loops avoid it.
+/// SIMD loops for the CPU backend's two hot spots (matmul and attention). TensorPrimitives has per-call overhead
+/// that dominates on 32–192-element rows; these inline Vector256 loops avoid it.
 /// </summary>
 internal static class CpuKernels
 {
@@ -36,23 +36,120 @@ internal static class CpuKernels
     }
 
     /// <summary>
-    /// out[r, j] for 4 rows of x at once against one row of W: W is read once per 4 rows, and the four
-    /// accumulators are independent FMA chains.
+    /// C[n, m] = Σ_k A[n, k]·B[m, k] (+ bias[m]), or C += that when <paramref name="accumulate"/>: both operands
+    /// row-major with k contiguous, so every output is the dot product of two contiguous rows (x·Wᵀ of a linear
+    /// layer). C has row stride M. Each float32 output is summed in 8 lanes and then across lanes.
+    ///
+    /// Work is cut into tiles of 4 rows of A × a slab of B rows that fits in L2 (~256 KB), one tile per task, numbered
+    /// so that a thread's consecutive tiles share their slab of B while rows of A stream past it; inside a tile,
+    /// 4 × 4 outputs at a time: 8 row loads feed 16 independent FMA chains, where one dot at a time does 2
+    /// loads per FMA. Edges (N or M not a multiple of 4) fall back to single dots.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe void Dot4(float* x0, float* x1, float* x2, float* x3, float* w, int n, out float s0, out float s1, out float s2, out float s3)
+    public static unsafe void Gemm(float* a, float* b, float* c, int N, int M, int K, float* bias, bool accumulate)
     {
-        var a0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var a2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero;
-        int k = 0;
-        for (; k + 8 <= n; k += 8)
+        int slab = Math.Clamp(256 * 1024 / (4 * Math.Max(K, 1)) / 4 * 4, 4, 64);
+        int rowBlocks = (N + 3) / 4, colBlocks = (M + slab - 1) / slab;
+        nint ap = (nint)a, bp = (nint)b, cp = (nint)c, biasp = (nint)bias;
+        Parallel.For(0, rowBlocks * colBlocks, blk =>
         {
-            var wv = Vector256.Load(w + k);
-            a0 = Vector256.FusedMultiplyAdd(Vector256.Load(x0 + k), wv, a0);
-            a1 = Vector256.FusedMultiplyAdd(Vector256.Load(x1 + k), wv, a1);
-            a2 = Vector256.FusedMultiplyAdd(Vector256.Load(x2 + k), wv, a2);
-            a3 = Vector256.FusedMultiplyAdd(Vector256.Load(x3 + k), wv, a3);
+            int n0 = blk % rowBlocks * 4, j0 = blk / rowBlocks * slab;
+            float* bias_ = (float*)biasp;
+            GemmTile((float*)ap + (long)n0 * K, K, (float*)bp + (long)j0 * K, K, (float*)cp + (long)n0 * M + j0, M,
+                Math.Min(4, N - n0), Math.Min(slab, M - j0), K, bias_ is null ? null : bias_ + j0, accumulate);
+        });
+    }
+
+    /// <summary>
+    /// The serial core of <see cref="Gemm"/>, on strided rows: C[n, m] (+)= Σ_k A[n, k]·B[m, k] (+ bias[m]), where row
+    /// n of A starts at a + n·lda, row m of B at b + m·ldb and row n of C at c + n·ldc. Attention calls it from
+    /// inside its own parallel loop.
+    /// </summary>
+    public static unsafe void GemmTile(float* a, int lda, float* b, int ldb, float* c, int ldc, int N, int M, int K, float* bias, bool accumulate)
+    {
+        var s = stackalloc float[16];
+        int n = 0;
+        for (; n + 4 <= N; n += 4)
+        {
+            int j = 0;
+            for (; j + 4 <= M; j += 4)
+            {
+                Dot4x4(a + (long)n * lda, lda, b + (long)j * ldb, ldb, K, s);
+                for (int r = 0; r < 4; r++)
+                    for (int q = 0; q < 4; q++)
+                        Store(c + (long)(n + r) * ldc + j + q, s[r * 4 + q] + (bias is null ? 0f : bias[j + q]), accumulate);
+            }
+            for (int r = n; r < n + 4; r++)
+                for (int jj = j; jj < M; jj++)
+                    Store(c + (long)r * ldc + jj, Dot(a + (long)r * lda, b + (long)jj * ldb, K) + (bias is null ? 0f : bias[jj]), accumulate);
         }
-        s0 = Vector256.Sum(a0); s1 = Vector256.Sum(a1); s2 = Vector256.Sum(a2); s3 = Vector256.Sum(a3);
-        for (; k < n; k++) { float wk = w[k]; s0 += x0[k] * wk; s1 += x1[k] * wk; s2 += x2[k] * wk; s3 += x3[k] * wk; }
+        for (; n < N; n++)
+            for (int j = 0; j < M; j++)
+                Store(c + (long)n * ldc + j, Dot(a + (long)n * lda, b + (long)j * ldb, K) + (bias is null ? 0f : bias[j]), accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Store(float* dst, float v, bool accumulate) => *dst = accumulate ? *dst + v : v;
+
+    /// <summary>s[r·4 + q] = a_r · b_q for the 4 rows a_r = a + r·lda and the 4 rows b_q = b + q·ldb, each of length K.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Dot4x4(float* a, int lda, float* b, int ldb, int K, float* s)
+    {
+        float* a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, b1 = b + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+        Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default,
+                         c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default, c33 = default;
+        int k = 0;
+        for (; k + 8 <= K; k += 8)
+        {
+            var w0 = Vector256.Load(b + k); var w1 = Vector256.Load(b1 + k); var w2 = Vector256.Load(b2 + k); var w3 = Vector256.Load(b3 + k);
+            var x = Vector256.Load(a + k);
+            c00 = Vector256.FusedMultiplyAdd(x, w0, c00); c01 = Vector256.FusedMultiplyAdd(x, w1, c01);
+            c02 = Vector256.FusedMultiplyAdd(x, w2, c02); c03 = Vector256.FusedMultiplyAdd(x, w3, c03);
+            x = Vector256.Load(a1 + k);
+            c10 = Vector256.FusedMultiplyAdd(x, w0, c10); c11 = Vector256.FusedMultiplyAdd(x, w1, c11);
+            c12 = Vector256.FusedMultiplyAdd(x, w2, c12); c13 = Vector256.FusedMultiplyAdd(x, w3, c13);
+            x = Vector256.Load(a2 + k);
+            c20 = Vector256.FusedMultiplyAdd(x, w0, c20); c21 = Vector256.FusedMultiplyAdd(x, w1, c21);
+            c22 = Vector256.FusedMultiplyAdd(x, w2, c22); c23 = Vector256.FusedMultiplyAdd(x, w3, c23);
+            x = Vector256.Load(a3 + k);
+            c30 = Vector256.FusedMultiplyAdd(x, w0, c30); c31 = Vector256.FusedMultiplyAdd(x, w1, c31);
+            c32 = Vector256.FusedMultiplyAdd(x, w2, c32); c33 = Vector256.FusedMultiplyAdd(x, w3, c33);
+        }
+        s[0] = Vector256.Sum(c00); s[1] = Vector256.Sum(c01); s[2] = Vector256.Sum(c02); s[3] = Vector256.Sum(c03);
+        s[4] = Vector256.Sum(c10); s[5] = Vector256.Sum(c11); s[6] = Vector256.Sum(c12); s[7] = Vector256.Sum(c13);
+        s[8] = Vector256.Sum(c20); s[9] = Vector256.Sum(c21); s[10] = Vector256.Sum(c22); s[11] = Vector256.Sum(c23);
+        s[12] = Vector256.Sum(c30); s[13] = Vector256.Sum(c31); s[14] = Vector256.Sum(c32); s[15] = Vector256.Sum(c33);
+        for (; k < K; k++)
+        {
+            float x0 = a[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
+            for (int q = 0; q < 4; q++)
+            {
+                float w = b[q * ldb + k];
+                s[q] += x0 * w; s[4 + q] += x1 * w; s[8 + q] += x2 * w; s[12 + q] += x3 * w;
+            }
+        }
+    }
+
+    /// <summary>dst[c·ldd + r] = src[r·lds + c] for r &lt; rows, c &lt; cols, serially, in 32 × 32 blocks.</summary>
+    public static unsafe void TransposeTile(float* src, int lds, int rows, int cols, float* dst, int ldd)
+    {
+        for (int r0 = 0; r0 < rows; r0 += 32)
+            for (int c0 = 0; c0 < cols; c0 += 32)
+            {
+                int r1 = Math.Min(rows, r0 + 32), c1 = Math.Min(cols, c0 + 32);
+                for (int r = r0; r < r1; r++)
+                    for (int cc = c0; cc < c1; cc++)
+                        dst[(long)cc * ldd + r] = src[(long)r * lds + cc];
+            }
+    }
+
+    /// <summary>dst[c, r] = src[r, c] for a rows × cols row-major src, parallel over bands of 32 rows.</summary>
+    public static unsafe void Transpose(float* src, int rows, int cols, float* dst)
+    {
+        nint sp = (nint)src, dp = (nint)dst;
+        Parallel.For(0, (rows + 31) / 32, rb =>
+        {
+            int r0 = rb * 32;
+            TransposeTile((float*)sp + (long)r0 * cols, cols, Math.Min(32, rows - r0), cols, (float*)dp + r0, rows);
+        });
     }
 }
