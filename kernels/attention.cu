@@ -658,3 +658,62 @@ ATT_TC(64)
 ATT_TC(80)
 ATT_TC(96)
 ATT_TC(128)
+
+// ================================================================================================
+// Decoding with a KV cache, B sequences of equal length; sequence b owns cache rows b·cap .. b·cap+cap−1.
+// attention_cache_append copies the new k/v rows (positions past .. past+T−1) into the caches;
+// attention_cached computes out for the B·T new query rows, each against its sequence's cache rows
+// 0 .. past+t. One block per (query row, head); the q row and the scores live in shared memory
+// ([hd + past + T] floats). Forward only.
+// ================================================================================================
+template <typename T>
+__device__ void attention_cache_append(T* kc, T* vc, const T* k, const T* v, int B, int cap, int past, int T_, int Wk) {
+    const long long total = (long long)B * T_ * Wk;
+    GRID_STRIDE(i, total) {
+        const long long n = i / Wk, c = i % Wk;            // n = b·T + t
+        const long long row = (n / T_) * cap + past + n % T_;
+        kc[row * Wk + c] = k[i];
+        vc[row * Wk + c] = v[i];
+    }
+}
+
+template <typename T>
+__device__ void attention_cached(float* out, const T* q, const T* kc, const T* vc, int cap, int past, int T_, int nH, int nKv, int hd, float scale) {
+    extern __shared__ float sh[];
+    float* qs = sh;
+    float* p = sh + hd;
+    const int n = blockIdx.x, h = blockIdx.y, b = n / T_, t = n % T_, kh = h / (nH / nKv), L = past + t + 1;
+    const long long Wq = (long long)nH * hd, Wk = (long long)nKv * hd;
+    const T* kb = kc + (long long)b * cap * Wk + (long long)kh * hd;
+    const T* vb = vc + (long long)b * cap * Wk + (long long)kh * hd;
+    for (int c = threadIdx.x; c < hd; c += blockDim.x) qs[c] = ld(q, n * Wq + (long long)h * hd + c);
+    __syncthreads();
+    float mx = -ELDR_INF;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        const T* kr = kb + j * Wk;
+        float s = 0.f;
+        for (int c = 0; c < hd; c++) s += qs[c] * to_f32(kr[c]);
+        s *= scale;
+        p[j] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = block_reduce(mx, Max(), -ELDR_INF);
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) { const float e = expf(p[j] - mx); p[j] = e; sum += e; }
+    sum = block_reduce(sum, Sum(), 0.f);
+    __syncthreads();
+    const float inv = 1.f / sum;
+    for (int c = threadIdx.x; c < hd; c += blockDim.x) {
+        float acc = 0.f;
+        for (int j = 0; j < L; j++) acc += p[j] * ld(vb, j * Wk + c);
+        out[n * Wq + (long long)h * hd + c] = acc * inv;
+    }
+}
+
+#define ATT_CACHED(S, T) \
+extern "C" __global__ void attention_cache_append_##S(T* kc, T* vc, const T* k, const T* v, int B, int cap, int past, int T_, int Wk) \
+{ attention_cache_append<T>(kc, vc, k, v, B, cap, past, T_, Wk); } \
+extern "C" __global__ void attention_cached_##S(float* out, const T* q, const T* kc, const T* vc, int cap, int past, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_cached<T>(out, q, kc, vc, cap, past, T_, nH, nKv, hd, scale); }
+ATT_CACHED(f32, float)
+ATT_CACHED(bf16, bf16)

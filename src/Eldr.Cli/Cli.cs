@@ -200,7 +200,8 @@ public static partial class Cli
             DefaultValueFactory = _ => "auto",
         };
         bos.AcceptOnlyFromAmong("auto", "yes", "no");
-        var cmd = new Command("generate", "greedy decoding") { dir, prompt, n, ids, bos, DeviceOption, Fp32Option };
+        var noCache = new Option<bool>("--no-kv-cache") { Description = "recompute the whole prefix for every new token (slow; the cache's reference)" };
+        var cmd = new Command("generate", "greedy decoding (with a KV cache)") { dir, prompt, n, ids, bos, noCache, DeviceOption, Fp32Option };
         cmd.SetAction(pr => Guard(() =>
         {
             var path = pr.GetValue(dir)!;
@@ -212,7 +213,7 @@ public static partial class Cli
             bool withBos = pr.GetValue(bos) switch { "yes" => true, "no" => false, _ => TokenizerLoader.AddsBos(path, tok) };
             if (withBos)
                 promptIds = tok.BosId is { } b ? [b, .. promptIds] : throw new ArgumentException($"--bos yes: the tokenizer of {path} has no BOS token");
-            var outIds = Generation.Greedy(model, promptIds, pr.GetValue(n), eosId: null);
+            var outIds = Generation.Greedy(model, promptIds, pr.GetValue(n), eosId: null, kvCache: !pr.GetValue(noCache));
             Console.WriteLine(tok.Decode(withBos ? outIds[1..] : outIds));
             if (pr.GetValue(ids)) Console.WriteLine("ids: [" + string.Join(", ", outIds) + "]");
             return 0;

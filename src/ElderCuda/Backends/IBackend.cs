@@ -79,6 +79,15 @@ public interface IBackend : IDisposable
     void AttentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse,
         int B, int T, int nHeads, int nKvHeads, int headDim, float scale);
 
+    /// <summary>
+    /// Attention for incremental decoding of B sequences of equal length with a KV cache. kCache/vCache are
+    /// [B·capacity, nKv·hd], sequence b in rows b·capacity .. (b+1)·capacity−1. k, v [B·T, nKv·hd] hold each
+    /// sequence's new positions past .. past+T−1 (after RoPE); they are first written into the cache rows of those
+    /// positions. Then out[B·T, nH·hd] (F32) = softmax(scale·q·kᵀ)·v over positions 0 .. past+t of the query's own
+    /// sequence: the last T rows of <see cref="Attention"/> over each whole sequence. No backward.
+    /// </summary>
+    void AttentionCached(Tensor output, Tensor q, Tensor k, Tensor v, Tensor kCache, Tensor vCache, int B, int past, int T, int nHeads, int nKvHeads, int headDim, float scale);
+
     // ---- activations -------------------------------------------------------------------------------
     /// <summary>out = silu(gate) ⊙ up (Llama MLP).</summary>
     void SwiGlu(Tensor output, Tensor gate, Tensor up);

@@ -50,6 +50,8 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     public void Attention(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, int B, int T, int h, int kv, int hd, float s) => Time("attention", () => inner.Attention(o, lse, q, k, v, B, T, h, kv, hd, s));
     public void AttentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, int B, int T, int h, int kv, int hd, float s)
         => Time("attention_bwd", () => inner.AttentionBackward(dq, dk, dv, dOut, q, k, v, o, lse, B, T, h, kv, hd, s));
+    public void AttentionCached(Tensor o, Tensor q, Tensor k, Tensor v, Tensor kc, Tensor vc, int B, int past, int T, int h, int kv, int hd, float s)
+        => Time("attention_cached", () => inner.AttentionCached(o, q, k, v, kc, vc, B, past, T, h, kv, hd, s));
     public void SwiGlu(Tensor o, Tensor g, Tensor u) => Time("swiglu", () => inner.SwiGlu(o, g, u));
     public void SwiGluBackward(Tensor dg, Tensor du, Tensor dOut, Tensor g, Tensor u) => Time("swiglu_bwd", () => inner.SwiGluBackward(dg, du, dOut, g, u));
     public void Act(Activation k, Tensor o, Tensor x) => Time("act", () => inner.Act(k, o, x));

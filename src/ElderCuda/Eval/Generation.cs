@@ -5,27 +5,36 @@ namespace ElderCuda.Eval;
 public static class Generation
 {
     /// <summary>
-    /// Greedy decoding: the prompt plus up to maxNewTokens argmax tokens (stops at eosId). Recomputes the
-    /// whole prefix each step (no KV cache): simple, and exact with respect to the training forward pass.
+    /// Greedy decoding: the prompt plus up to maxNewTokens argmax tokens (stops at eosId or at the model's last
+    /// position). With <paramref name="kvCache"/> (the default) the prompt runs once and each new token runs alone
+    /// against the cached keys and values; without it every step recomputes the whole prefix with the training
+    /// forward pass (slow; kept as the reference the cached path is tested against).
     /// </summary>
-    public static int[] Greedy(CausalLM model, IReadOnlyList<int> prompt, int maxNewTokens, int? eosId = null, Action<int>? onToken = null)
+    public static int[] Greedy(CausalLM model, IReadOnlyList<int> prompt, int maxNewTokens, int? eosId = null, Action<int>? onToken = null, bool kvCache = true)
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt encodes to no tokens");
         var ids = new List<int>(prompt);
         int V = model.Config.VocabSize;
-        int limit = model.Config.MaxPositionEmbeddings;
-        for (int step = 0; step < maxNewTokens && ids.Count < limit; step++)
+        int limit = model.MaxPositions;
+        if (maxNewTokens <= 0 || ids.Count >= limit) return ids.ToArray();
+        using var cache = kvCache ? model.NewKvCache(Math.Min(limit, ids.Count + maxNewTokens)) : null;
+        float[] row = cache is not null ? model.Extend(cache, ids.ToArray()) : LastLogits(model, ids);
+        for (int step = 0; ; step++)
         {
-            var seq = ids.ToArray();
-            var r = model.Step(TokenBatch.Single(seq), new StepOptions { KeepLogits = true });
-            int last = seq.Length - 1;
-            var row = r.Logits.AsSpan(last * V, V);
             int best = 0;
             for (int j = 1; j < V; j++) if (row[j] > row[best]) best = j;
             ids.Add(best);
             onToken?.Invoke(best);
-            if (eosId == best) break;
+            if (eosId == best || step + 1 >= maxNewTokens || ids.Count >= limit) break;
+            row = cache is not null ? model.Extend(cache, [best]) : LastLogits(model, ids);
         }
         return ids.ToArray();
+    }
+
+    static float[] LastLogits(CausalLM model, List<int> ids)
+    {
+        int V = model.Config.VocabSize;
+        var r = model.Step(TokenBatch.Single(ids.ToArray()), new StepOptions { KeepLogits = true });
+        return r.Logits.AsSpan((ids.Count - 1) * V, V).ToArray();
     }
 }

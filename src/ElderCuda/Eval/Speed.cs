@@ -11,11 +11,23 @@ public sealed record SpeedResult(int Batch, int SeqLen, int Runs, double MedianM
 }
 
 /// <summary>
-/// Prefill speed, SLEB's protocol (DESIGN.md §6): a forward pass over random token ids of Batch × SeqLen (logits of
-/// every position, as transformers' forward computes them), warm-up runs first, then timed runs. Each run ends
-/// when its losses reach the host, so the clock covers the device's work; the timing is host wall-clock around
-/// synchronised passes, not device events. Generation speed is not measured: decoding here recomputes the whole
-/// prefix per token (no KV cache), so its timings would not say what a deployed model does.
+/// Generation of Batch sequences: a Prompt-token prefill into the KV cache, then NewTokens decoding steps of one token
+/// per sequence; latency of a whole run in milliseconds, after warm-up.
+/// </summary>
+public sealed record GenerationSpeedResult(int Batch, int Prompt, int NewTokens, int Runs, double MedianMs, double MeanMs, double MinMs)
+{
+    /// <summary>Generated tokens per second: Batch · NewTokens over the median run (prefill included).</summary>
+    public double TokensPerSecond => Batch * (double)NewTokens / (MedianMs / 1000);
+}
+
+/// <summary>
+/// Speed, SLEB's protocol (DESIGN.md §6).
+/// - Prefill: a forward pass over random token ids of Batch × SeqLen (logits of every position, as transformers'
+///   forward computes them).
+/// - Generation: batch 64, prompt 64, 128 new tokens, with the KV cache (<see cref="CausalLM.Extend"/>); each step
+///   feeds the argmax of the last logits, as greedy decoding does.
+/// Warm-up runs first, then timed runs. Each run ends when its results reach the host, so the clock covers the
+/// device's work; the timing is host wall-clock around synchronised passes, not device events.
 /// </summary>
 public static class Speed
 {
@@ -40,8 +52,47 @@ public static class Speed
             if (i >= warmup) ms[i - warmup] = sw.Elapsed.TotalMilliseconds;
             progress?.Report((i + 1.0) / (warmup + runs));
         }
+        var (median, mean, min) = Stats(ms);
+        return new SpeedResult(batch, seqLen, runs, median, mean, min);
+    }
+
+    public static GenerationSpeedResult Generation(CausalLM model, int batch, int prompt, int newTokens, int runs, int warmup, int seed = 0,
+        IProgress<double>? progress = null, CancellationToken ct = default)
+    {
+        if (batch < 1 || prompt < 1 || newTokens < 1 || runs < 1 || warmup < 0)
+            throw new ArgumentException($"generation speed: batch {batch}, prompt {prompt}, new tokens {newTokens}, runs {runs}, warm-up {warmup}: need each ≥ 1 (warm-up ≥ 0)");
+        if (prompt + newTokens > model.MaxPositions)
+            throw new ArgumentException($"generation speed: prompt {prompt} + {newTokens} new tokens exceed the model's {model.MaxPositions} positions");
+        var rng = new Random(seed);
+        var ids = new int[batch * prompt];
+        for (int i = 0; i < ids.Length; i++) ids[i] = rng.Next(model.Config.VocabSize);
+        int V = model.Config.VocabSize;
+        var ms = new double[runs];
+        var next = new int[batch];
+        for (int i = 0; i < warmup + runs; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var sw = Stopwatch.StartNew();
+            using (var cache = model.NewKvCache(prompt + newTokens, batch))
+            {
+                var logits = model.Extend(cache, ids);
+                for (int s = 0; s < newTokens; s++)
+                {
+                    for (int b = 0; b < batch; b++) next[b] = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits.AsSpan(b * V, V));
+                    if (s + 1 < newTokens) logits = model.Extend(cache, next);
+                }
+            }
+            if (i >= warmup) ms[i - warmup] = sw.Elapsed.TotalMilliseconds;
+            progress?.Report((i + 1.0) / (warmup + runs));
+        }
+        var (median, mean, min) = Stats(ms);
+        return new GenerationSpeedResult(batch, prompt, newTokens, runs, median, mean, min);
+    }
+
+    static (double median, double mean, double min) Stats(double[] ms)
+    {
         var sorted = ms.Order().ToArray();
-        double median = runs % 2 == 1 ? sorted[runs / 2] : (sorted[runs / 2 - 1] + sorted[runs / 2]) / 2;
-        return new SpeedResult(batch, seqLen, runs, median, ms.Average(), sorted[0]);
+        int n = sorted.Length;
+        return (n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2, ms.Average(), sorted[0]);
     }
 }

@@ -72,19 +72,25 @@ public sealed partial class CausalLM
     (Tensor cos, Tensor sin) RopeTable(int T)
     {
         if (_ropeTables.TryGetValue(T, out var t)) return t;
-        var inv = Config.InverseFrequencies();
-        int half = inv.Length;
-        var cos = new float[T * half]; var sin = new float[T * half];
-        for (int p = 0; p < T; p++)
-            for (int j = 0; j < half; j++)
-            {
-                float ang = p * inv[j]; // float32 product, as transformers
-                cos[p * half + j] = (float)Math.Cos(ang);
-                sin[p * half + j] = (float)Math.Sin(ang);
-            }
-        var tab = (Backend.FromHost(cos, DType.F32, T, half), Backend.FromHost(sin, DType.F32, T, half));
+        var tab = RopeTableAt(0, T);
         _ropeTables[T] = tab;
         return tab;
+    }
+
+    /// <summary>The angle tables cos/sin[count, rotaryDim/2] of positions start .. start+count−1 (new tensors, the caller's).</summary>
+    (Tensor cos, Tensor sin) RopeTableAt(int start, int count)
+    {
+        var inv = Config.InverseFrequencies();
+        int half = inv.Length;
+        var cos = new float[count * half]; var sin = new float[count * half];
+        for (int r = 0; r < count; r++)
+            for (int j = 0; j < half; j++)
+            {
+                float ang = (start + r) * inv[j]; // float32 product, as transformers
+                cos[r * half + j] = (float)Math.Cos(ang);
+                sin[r * half + j] = (float)Math.Sin(ang);
+            }
+        return (Backend.FromHost(cos, DType.F32, count, half), Backend.FromHost(sin, DType.F32, count, half));
     }
 
     // ---- small helpers shared by forward and backward ---------------------------------------------
@@ -114,7 +120,12 @@ public sealed partial class CausalLM
     }
 
     // ---- one layer --------------------------------------------------------------------------------
-    Tensor LayerForward(int i, Tensor x, LayerAct a, Scope s, Scope outer, int B, int T)
+    /// <summary>
+    /// Layer i on x[B·T, d]; returns its output (owned by <paramref name="outer"/>). With <paramref name="kv"/> each
+    /// sequence's T rows are its positions kv.Length .. kv.Length+T−1, earlier keys and values come from the cache,
+    /// and the new ones are appended to it.
+    /// </summary>
+    Tensor LayerForward(int i, Tensor x, LayerAct a, Scope s, Scope outer, int B, int T, KvCache? kv = null)
     {
         var c = Config; var be = Backend; var lp = Layer(i); var ct = be.ComputeType;
         int N = x.Rows, d = c.HiddenSize;
@@ -133,7 +144,7 @@ public sealed partial class CausalLM
         Lin(a.Q, a.N1, lp.Q, lp.Qb); Lin(a.K, a.N1, lp.K, lp.Kb); Lin(a.V, a.N1, lp.V, lp.Vb);
         if (c.RotaryDim > 0)
         {
-            var (cos, sin) = RopeTable(T);
+            var (cos, sin) = kv is null ? RopeTable(T) : kv.StepRope;
             be.Rope(a.Q, cos, sin, T, c.NumHeads, c.HeadDim, c.RotaryDim, inverse: false);
             be.Rope(a.K, cos, sin, T, c.NumKvHeads, c.HeadDim, c.RotaryDim, inverse: false);
         }
@@ -141,8 +152,13 @@ public sealed partial class CausalLM
         // D = rowsum(dO ⊙ O), and dP − D is a small difference where values are bias-dominated (O ≈ b_v),
         // so a bf16 O costs most of the q/k gradients' precision (bench/RESULTS.md, "BF16 gradients").
         // The o_proj GEMM still reads it as bf16.
-        a.Att = s.A(DType.F32, N, c.QDim); a.Lse = s.A(DType.F32, B, c.NumHeads, T);
-        be.Attention(a.Att, a.Lse, a.Q, a.K, a.V, B, T, c.NumHeads, c.NumKvHeads, c.HeadDim, AttentionScale);
+        a.Att = s.A(DType.F32, N, c.QDim);
+        if (kv is null)
+        {
+            a.Lse = s.A(DType.F32, B, c.NumHeads, T);
+            be.Attention(a.Att, a.Lse, a.Q, a.K, a.V, B, T, c.NumHeads, c.NumKvHeads, c.HeadDim, AttentionScale);
+        }
+        else be.AttentionCached(a.Att, a.Q, a.K, a.V, kv.K[i]!, kv.V[i]!, B, kv.Length, T, c.NumHeads, c.NumKvHeads, c.HeadDim, AttentionScale);
         var o = s.A(ct, N, d);
         Lin(o, a.Att, lp.O, lp.Ob);
 
@@ -277,6 +293,72 @@ public sealed partial class CausalLM
     }
 
     // ---- the whole model --------------------------------------------------------------------------
+    /// <summary>
+    /// Embeddings of N = B·T ids at positions past .. past+T−1 of each sequence (OPT: project_in, then learned
+    /// positions offset by 2). x0 (OPT's embedding before project_in) and posIds are kept for the backward.
+    /// </summary>
+    (Tensor x, Tensor? x0, Tensor? posIds) Embed(Tensor ids, int N, int T, int past, Scope outer)
+    {
+        var be = Backend; var ct = be.ComputeType; int d = Config.HiddenSize;
+        var embed = Get(EmbedName);
+        Parameter? projIn = ProjectInName is { } pin ? Get(pin) : null;
+        Parameter? positions = PositionsName is { } pnm ? Get(pnm) : null;
+        if (projIn is null)
+        {
+            var x = outer.A(ct, N, d);
+            be.Embedding(x, ids, embed.Value, positions?.Value, T, 2 + past);
+            return (x, null, null);
+        }
+        var x0 = outer.A(ct, N, embed.Shape[1]);
+        be.Embedding(x0, ids, embed.Value, null, T, 0);
+        var xp = outer.A(ct, N, d);
+        Lin(xp, x0, projIn, null);
+        var pi = new int[N]; for (int n = 0; n < N; n++) pi[n] = n % T + 2 + past;
+        var posIds = outer.Track(be.FromHostInt(pi, N));
+        var pe = outer.A(ct, N, d);
+        be.Embedding(pe, posIds, positions!.Value, null, T, 0);
+        be.Add(xp, xp, pe);
+        return (xp, x0, posIds);
+    }
+
+    /// <summary>The residual stream after layer i from its input x and output y: y, S·y (output gate) or x + S·(y − x) (branch).</summary>
+    Tensor ApplyGate(int i, Tensor x, Tensor y, Scope outer)
+    {
+        float S = Gates[i];
+        if (S == 1f) return y;
+        var be = Backend; var xn = outer.A(be.ComputeType, x.Rows, x.Cols);
+        if (GateForm == GateForm.Output) be.Scale(xn, y, S);
+        else { be.Copy(xn, x); be.Scale(xn, xn, 1f - S); be.Axpy(xn, S, y); }
+        return xn;
+    }
+
+    /// <summary>What the final norm, (OPT's project_out) and the LM head computed, for the backward.</summary>
+    sealed class HeadAct
+    {
+        public Tensor Hf = null!, HOut = null!, Logits = null!; public Tensor? MeanF, RstdF;
+        public Parameter? Fw, Fb, ProjOut, HeadB; public Parameter Head = null!;
+    }
+
+    HeadAct HeadForward(Tensor x, int N, Scope outer)
+    {
+        var c = Config; var be = Backend; var ct = be.ComputeType;
+        var h = new HeadAct { Hf = x };
+        if (FinalNormNames is { } fn)
+        {
+            h.Fw = Get(fn.w); h.Fb = fn.b is null ? null : Get(fn.b);
+            h.Hf = outer.A(ct, N, c.HiddenSize); h.RstdF = outer.A(DType.F32, N);
+            if (!c.UsesRmsNorm) h.MeanF = outer.A(DType.F32, N);
+            Norm(h.Hf, h.MeanF, h.RstdF, x, h.Fw, h.Fb);
+        }
+        h.HOut = h.Hf;
+        h.ProjOut = ProjectOutName is { } pon ? Get(pon) : null;
+        if (h.ProjOut is not null) { h.HOut = outer.A(ct, N, h.ProjOut.Shape[0]); Lin(h.HOut, h.Hf, h.ProjOut, null); }
+        h.Head = Get(HeadName); h.HeadB = HeadBiasName is { } hb ? Get(hb) : null;
+        h.Logits = outer.A(ct, N, c.VocabSize);
+        Lin(h.Logits, h.HOut, h.Head, h.HeadB);
+        return h;
+    }
+
     public StepResult Step(TokenBatch batch, StepOptions o)
     {
         var c = Config; var be = Backend; var ct = be.ComputeType;
@@ -297,29 +379,10 @@ public sealed partial class CausalLM
         var targets = outer.Track(be.FromHostInt(tg, N));
         long predicted = (long)B * (T - 1);
 
-        // embeddings (OPT: project_in, then learned positions offset by 2)
+        var (x, x0, posIds) = Embed(ids, N, T, 0, outer);
         var embed = Get(EmbedName);
-        Tensor x;
-        Tensor? x0 = null, posIds = null;
         Parameter? projIn = ProjectInName is { } pin ? Get(pin) : null;
         Parameter? positions = PositionsName is { } pnm ? Get(pnm) : null;
-        if (projIn is null)
-        {
-            x = outer.A(ct, N, d);
-            be.Embedding(x, ids, embed.Value, positions?.Value, T, 2);
-        }
-        else
-        {
-            x0 = outer.A(ct, N, embed.Shape[1]);
-            be.Embedding(x0, ids, embed.Value, null, T, 0);
-            x = outer.A(ct, N, d);
-            Lin(x, x0, projIn, null);
-            var pi = new int[N]; for (int n = 0; n < N; n++) pi[n] = n % T + 2;
-            posIds = outer.Track(be.FromHostInt(pi, N));
-            var pe = outer.A(ct, N, d);
-            be.Embedding(pe, posIds, positions!.Value, null, T, 0);
-            be.Add(x, x, pe);
-        }
 
         var hidden = o.KeepHiddenStates ? new List<float[]>() : null;
         float[] Host(Tensor t) { var h = new float[t.Count]; be.ToHost(t, h); return h; }
@@ -344,35 +407,19 @@ public sealed partial class CausalLM
                     a.RegNorm = be.DiffNorm(y, x, o.DiffRegNorm);
                     regLoss += o.DiffRegLambda * regScale * a.RegNorm;
                 }
-                float S = Gates[i];
-                Tensor xn;
-                if (S == 1f) xn = y;
-                else if (GateForm == GateForm.Output) { xn = outer.A(ct, N, d); be.Scale(xn, y, S); }
-                else { xn = outer.A(ct, N, d); be.Copy(xn, x); be.Scale(xn, xn, 1f - S); be.Axpy(xn, S, y); }
+                var xn = ApplyGate(i, x, y, outer);
                 o.LayerHook?.Invoke(i, x, xn);
                 if (o.Backward) acts[i] = a; else ls.Dispose();
                 x = xn;
             }
 
             // final norm, (OPT project_out), head
-            Tensor hf = x; Tensor? meanF = null, rstdF = null;
-            Parameter? fw = null, fb = null;
-            if (FinalNormNames is { } fn)
-            {
-                fw = Get(fn.w); fb = fn.b is null ? null : Get(fn.b);
-                hf = outer.A(ct, N, d); rstdF = outer.A(DType.F32, N);
-                if (!c.UsesRmsNorm) meanF = outer.A(DType.F32, N);
-                Norm(hf, meanF, rstdF, x, fw, fb);
-            }
-            Tensor hOut = hf;
-            Parameter? projOut = ProjectOutName is { } pon ? Get(pon) : null;
-            if (projOut is not null) { hOut = outer.A(ct, N, projOut.Shape[0]); Lin(hOut, hf, projOut, null); }
+            var ha = HeadForward(x, N, outer);
+            Tensor hf = ha.Hf, hOut = ha.HOut, logits = ha.Logits; Tensor? meanF = ha.MeanF, rstdF = ha.RstdF;
+            Parameter? fw = ha.Fw, fb = ha.Fb, projOut = ha.ProjOut, headB = ha.HeadB; Parameter head = ha.Head;
             if (hidden is not null) { if (NumLayers > 0) hidden.Add(Host(hOut)); else hidden[0] = Host(hOut); }
             float[]? finalHidden = o.KeepFinalHidden ? Host(hOut) : null;
 
-            var head = Get(HeadName); var headB = HeadBiasName is { } hb ? Get(hb) : null;
-            var logits = outer.A(ct, N, c.VocabSize);
-            Lin(logits, hOut, head, headB);
             float[]? logitsHost = o.KeepLogits ? Host(logits) : null;
             if (o.LogitsInto is { } into)
             {

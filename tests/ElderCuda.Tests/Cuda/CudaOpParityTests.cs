@@ -205,6 +205,31 @@ public class CudaOpParityTests
         p.Check($"attention_bwd dv {tag}", gdv, cdv, p.BwdTol);
     }
 
+    /// <summary>Decoding attention with a KV cache, 1 and 3 sequences: a prompt of 37 into an empty cache, then one token, then 5 more.</summary>
+    [Theory, MemberData(nameof(Modes))]
+    public void AttentionCached(DType d)
+    {
+        foreach (var (B, H, Hkv, hd) in new[] { (1, 4, 2, 16), (3, 6, 2, 128), (2, 2, 1, 80) })
+        {
+            var p = new Parity(d, 40 + hd);
+            int cap = 50, Wq = H * hd, Wk = Hkv * hd; float scale = 1f / MathF.Sqrt(hd);
+            var gkc = p.Poisoned(d, B * cap, Wk); var gvc = p.Poisoned(d, B * cap, Wk);
+            var ckc = p.Cpu.Alloc(DType.F32, B * cap, Wk); var cvc = p.Cpu.Alloc(DType.F32, B * cap, Wk);
+            int past = 0;
+            foreach (var T in new[] { 37, 1, 5 })
+            {
+                var (gq, cq) = p.Both(p.Rand(B * T * Wq, 2f), d, B * T, Wq);
+                var (gk, ck) = p.Both(p.Rand(B * T * Wk, 2f), d, B * T, Wk);
+                var (gv, cv) = p.Both(p.Rand(B * T * Wk), d, B * T, Wk);
+                var go = p.Poisoned(DType.F32, B * T, Wq); var co = p.Cpu.Alloc(DType.F32, B * T, Wq);
+                p.Gpu.AttentionCached(go, gq, gk, gv, gkc, gvc, B, past, T, H, Hkv, hd, scale);
+                p.Cpu.AttentionCached(co, cq, ck, cv, ckc, cvc, B, past, T, H, Hkv, hd, scale);
+                p.Check($"attention_cached B={B} hd={hd} H={H}/{Hkv} past={past} T={T}", go, co, p.FwdTol);
+                past += T;
+            }
+        }
+    }
+
     [Theory, MemberData(nameof(Modes))]
     public void Activations(DType d)
     {

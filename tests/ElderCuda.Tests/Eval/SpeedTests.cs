@@ -25,16 +25,33 @@ public class SpeedTests
     }
 
     [Fact]
+    public void GenerationStatisticsAreConsistent()
+    {
+        using var m = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new CpuBackend());
+        var g = Speed.Generation(m, batch: 3, prompt: 5, newTokens: 4, runs: 3, warmup: 1);
+        Assert.Equal((3, 5, 4, 3), (g.Batch, g.Prompt, g.NewTokens, g.Runs));
+        Assert.True(g.MinMs > 0 && g.MinMs <= g.MedianMs && g.MinMs <= g.MeanMs, $"{g}");
+        Assert.Equal(3 * 4 / (g.MedianMs / 1000), g.TokensPerSecond, 9);
+        Assert.Throws<ArgumentException>(() => Speed.Generation(m, 1, m.MaxPositions, 1, 1, 0));
+        Assert.Throws<ArgumentException>(() => Speed.Generation(m, 0, 4, 4, 1, 0));
+    }
+
+    [Fact]
     public void CommandReportsTheRatioOfMedians()
     {
         var r = EldrProcess.Run("speed", TestPaths.HfTiny("opt"), "--baseline", TestPaths.HfTiny("llama-gqa"), "--seqlen", "16",
-            "--runs", "3", "--warmup", "1", "--device", "cpu", "--json");
+            "--runs", "3", "--warmup", "1", "--generate", "--gen-batch", "2", "--gen-prompt", "4", "--gen-tokens", "3", "--gen-runs", "2",
+            "--device", "cpu", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
         var models = doc.RootElement.GetProperty("models");
         Assert.Equal(2, models.GetArrayLength());
         double expected = models[1].GetProperty("median_ms").GetDouble() / models[0].GetProperty("median_ms").GetDouble();
         Assert.Equal(expected, doc.RootElement.GetProperty("speedup").GetDouble(), 9);
+        double genExpected = models[1].GetProperty("generation").GetProperty("median_ms").GetDouble()
+                           / models[0].GetProperty("generation").GetProperty("median_ms").GetDouble();
+        Assert.Equal(genExpected, doc.RootElement.GetProperty("generation_speedup").GetDouble(), 9);
+        Assert.Equal(3, models[0].GetProperty("generation").GetProperty("new_tokens").GetInt32());
         var bad = EldrProcess.Run("speed", TestPaths.HfTiny("opt"), "--runs", "0", "--device", "cpu");
         Assert.Equal(2, bad.ExitCode);
         Assert.Contains("runs ≥ 1", bad.Stderr);

@@ -89,6 +89,8 @@ public sealed class Bf16StorageEmulator : IBackend
     public void AttentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse,
         int B, int T, int nHeads, int nKvHeads, int headDim, float scale)
     { cpu.AttentionBackward(dq, dk, dv, dOut, q, k, v, output, lse, B, T, nHeads, nKvHeads, headDim, scale); Round(dq); Round(dk); Round(dv); }
+    public void AttentionCached(Tensor output, Tensor q, Tensor k, Tensor v, Tensor kCache, Tensor vCache, int B, int past, int T, int nHeads, int nKvHeads, int headDim, float scale)
+        => cpu.AttentionCached(output, q, k, v, kCache, vCache, B, past, T, nHeads, nKvHeads, headDim, scale); // output stays F32, as Attention's would in the model
 
     public void SwiGlu(Tensor output, Tensor gate, Tensor up) { cpu.SwiGlu(output, gate, up); Round(output); }
     public void SwiGluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up)

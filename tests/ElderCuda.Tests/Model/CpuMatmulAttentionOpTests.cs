@@ -159,4 +159,48 @@ public class CpuMatmulAttentionOpTests
         Fd(k, Host(be, dk), "dK", () => Loss(q, k, v));
         Fd(v, Host(be, dv), "dV", () => Loss(q, k, v));
     }
+
+    /// <summary>
+    /// Decoding with a KV cache: B sequences go in as chunks (a prompt, single tokens, a few more); each chunk's
+    /// output rows must equal those rows of the float64 definition over the whole sequences, and the cache must
+    /// hold every k and v row in its sequence's block.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 2, 1, 8)]
+    [InlineData(2, 4, 2, 16)]
+    [InlineData(3, 3, 3, 5)]
+    public void CachedAttentionMatchesFloat64DefinitionChunkByChunk(int B, int H, int KV, int hd)
+    {
+        var r = new Random(H * 100 + hd);
+        var be = new CpuBackend();
+        int[] chunks = [9, 1, 1, 4, 1, 70];
+        int T = chunks.Sum(), Wq = H * hd, Wk = KV * hd, cap = T + 3;
+        float[] q = Rand(r, B * T * Wq), k = Rand(r, B * T * Wk), v = Rand(r, B * T * Wk);
+        float scale = 1f / MathF.Sqrt(hd);
+        var (O, _) = Reference(q, k, v, B, T, H, KV, hd, scale);
+        var kc = be.Alloc(DType.F32, B * cap, Wk); var vc = be.Alloc(DType.F32, B * cap, Wk);
+        int past = 0;
+        // rows [b, past .. past+n) of a [B·T, W] array, as one [B·n, W] block
+        float[] Rows(float[] a, int W, int n) { var o = new float[B * n * W]; for (int b = 0; b < B; b++) a.AsSpan((b * T + past) * W, n * W).CopyTo(o.AsSpan(b * n * W)); return o; }
+        foreach (var n in chunks)
+        {
+            var tq = be.FromHost(Rows(q, Wq, n), DType.F32, B * n, Wq);
+            var tk = be.FromHost(Rows(k, Wk, n), DType.F32, B * n, Wk);
+            var tv = be.FromHost(Rows(v, Wk, n), DType.F32, B * n, Wk);
+            var to = be.Alloc(DType.F32, B * n, Wq);
+            be.AttentionCached(to, tq, tk, tv, kc, vc, B, past, n, H, KV, hd, scale);
+            var want = new double[B * n * Wq];
+            for (int b = 0; b < B; b++) O.AsSpan((b * T + past) * Wq, n * Wq).CopyTo(want.AsSpan(b * n * Wq));
+            Close(want, Host(be, to), 1e-5, $"O rows {past}..{past + n - 1}");
+            past += n;
+        }
+        var hk = Host(be, kc); var hv = Host(be, vc);
+        for (int b = 0; b < B; b++)
+        {
+            Assert.Equal(k.AsSpan(b * T * Wk, T * Wk).ToArray(), hk.AsSpan(b * cap * Wk, T * Wk).ToArray());
+            Assert.Equal(v.AsSpan(b * T * Wk, T * Wk).ToArray(), hv.AsSpan(b * cap * Wk, T * Wk).ToArray());
+        }
+        var one = be.Alloc(DType.F32, B, Wq);
+        Assert.Throws<ArgumentException>(() => be.AttentionCached(one, be.Alloc(DType.F32, B, Wq), be.Alloc(DType.F32, B, Wk), be.Alloc(DType.F32, B, Wk), kc, vc, B, cap, 1, H, KV, hd, scale));
+    }
 }

@@ -119,4 +119,39 @@ public sealed partial class CpuBackend
             pool.Return(P); pool.Return(dS); pool.Return(Xt); pool.Return(Kt); pool.Return(Qt); pool.Return(Gt);
         });
     }
+
+    // Decoding with a KV cache: append the new rows, then one query row at a time against its sequence's cache
+    // (T is 1 when decoding, so there is nothing to block).
+    public unsafe void AttentionCached(Tensor output, Tensor q, Tensor k, Tensor v, Tensor kCache, Tensor vCache, int B, int past, int T, int nHeads, int nKvHeads, int headDim, float scale)
+    {
+        int Wq = nHeads * headDim, Wk = nKvHeads * headDim, group = nHeads / nKvHeads;
+        if (B < 1 || q.Count != (long)B * T * Wq || k.Count != (long)B * T * Wk || v.Count != k.Count || output.Count != q.Count)
+            throw new ArgumentException($"attention (cached): q {q}, k {k}, v {v}, out {output} are not [{B}·{T}, {nHeads}·{headDim}] / [{B}·{T}, {nKvHeads}·{headDim}]");
+        int cap = kCache.Rows / B;
+        if (kCache.Cols != Wk || vCache.Cols != Wk || kCache.Rows % B != 0 || vCache.Rows != kCache.Rows || past < 0 || past + T > cap)
+            throw new ArgumentException($"attention (cached): {past} + {T} positions of {B} sequence(s) do not fit the cache {kCache}/{vCache}");
+        var o = F(output); var qs = F(q); var kc = F(kCache); var vc = F(vCache); var ks = F(k); var vs = F(v);
+        for (int b = 0; b < B; b++)
+        {
+            Array.Copy(ks, (long)b * T * Wk, kc, ((long)b * cap + past) * Wk, (long)T * Wk);
+            Array.Copy(vs, (long)b * T * Wk, vc, ((long)b * cap + past) * Wk, (long)T * Wk);
+        }
+        Parallel.For(0, B * T * nHeads, bth =>
+        {
+            int h = bth % nHeads, n = bth / nHeads, b = n / T, t = n % T, kh = h / group, L = past + t + 1;
+            var p = new float[L];
+            fixed (float* qp = qs, kp = kc, vp = vc, op = o)
+            {
+                float* qr = qp + (long)n * Wq + h * headDim, orow = op + (long)n * Wq + h * headDim;
+                float* kb = kp + (long)b * cap * Wk + kh * headDim, vb = vp + (long)b * cap * Wk + kh * headDim;
+                for (int j = 0; j < L; j++) p[j] = scale * CpuKernels.Dot(qr, kb + (long)j * Wk, headDim);
+                float max = TensorPrimitives.Max(p);
+                TensorPrimitives.Subtract(p, max, p);
+                TensorPrimitives.Exp(p, p);
+                float inv = 1f / TensorPrimitives.Sum(p);
+                new Span<float>(orow, headDim).Clear();
+                for (int j = 0; j < L; j++) CpuKernels.Axpy(orow, p[j] * inv, vb + (long)j * Wk, headDim);
+            }
+        });
+    }
 }
