@@ -54,11 +54,16 @@ laco --method laco
 slm --method slm
 RUNS
 done
-echo "== 3. speed (prefill, SLEB's protocol at the models' window) and zero-shot, dense vs auto"
+echo "== 3. speed (prefill, SLEB's protocol at the models' window; generation, batch 64, prompt 64, 128 new, KV cache), zero-shot, dense vs auto"
 for model in llama-24L llama-12L; do
   M=/tmp/$model; [ -d "$M" ] || M=models/$model; o=/tmp/q/$model-auto
   [ -d "$o" ] || { echo "no $o: skipped"; continue; }
-  $E speed $o --baseline $M --device cuda --runs 50 --warmup 5 --json 2>/dev/null | tee -a "$OUT/speed.jsonl"
+  $E speed $o --baseline $M --device cuda --runs 50 --warmup 5 --generate --json 2>/dev/null | tee -a "$OUT/speed.jsonl"
+  for d in $M $o; do python3 bench/gpu/hf_generate_speed.py $d 2>/dev/null; done | tee -a "$OUT/hf-generate-speed.jsonl"
+  # the cached decoding kernels against the prefix-recomputing path, same greedy ids expected
+  a=$($E generate $M --prompt "The history of the city" --max-new-tokens 64 --ids --device cuda --fp32 2>/dev/null | grep '^ids:')
+  b=$($E generate $M --prompt "The history of the city" --max-new-tokens 64 --ids --device cuda --fp32 --no-kv-cache 2>/dev/null | grep '^ids:')
+  echo "$model greedy ids, KV cache vs recompute (fp32): $([ -n "$a" ] && [ "$a" = "$b" ] && echo same || echo DIFFERENT)" | tee -a "$OUT/kv-cache-check.txt"
   [ -f /tmp/corpus-cloze.jsonl ] || continue
   for d in $M $o; do
     echo "$model $(basename $d) $($E zeroshot $d --data /tmp/corpus-cloze.jsonl --device cuda --json 2>/dev/null)"
