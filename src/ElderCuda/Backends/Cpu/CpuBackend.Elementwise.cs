@@ -11,27 +11,34 @@ public sealed partial class CpuBackend
 
     public void SwiGlu(Tensor output, Tensor gate, Tensor up)
     {
-        var o = F(output); var g = F(gate); var u = F(up);
+        var o = F(output); var g = F(gate); var u = F(up); int C = gate.Cols;
         Parallel.For(0, gate.Rows, n =>
         {
-            int C = gate.Cols;
-            for (int i = n * C; i < (n + 1) * C; i++) o[i] = g[i] * Sigmoid(g[i]) * u[i];
+            var gs = new ReadOnlySpan<float>(g, n * C, C); var os = o.AsSpan(n * C, C);
+            TensorPrimitives.Sigmoid(gs, os);                                  // σ(g)
+            TensorPrimitives.Multiply(os, gs, os);                             // silu(g) = g·σ(g)
+            TensorPrimitives.Multiply(os, new ReadOnlySpan<float>(u, n * C, C), os);
         });
     }
 
     public void SwiGluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up)
     {
-        var dg = F(dGate); var du = F(dUp); var d = F(dOut); var g = F(gate); var u = F(up);
-        Parallel.For(0, gate.Rows, n =>
+        var dg = F(dGate); var du = F(dUp); var d = F(dOut); var g = F(gate); var u = F(up); int C = gate.Cols;
+        Parallel.For(0, gate.Rows, () => new float[C], (n, _, s) =>
         {
-            int C = gate.Cols;
-            for (int i = n * C; i < (n + 1) * C; i++)
-            {
-                float s = Sigmoid(g[i]), silu = g[i] * s;
-                du[i] = d[i] * silu;
-                dg[i] = d[i] * u[i] * s * (1f + g[i] * (1f - s));
-            }
-        });
+            var gs = new ReadOnlySpan<float>(g, n * C, C); var ds = new ReadOnlySpan<float>(d, n * C, C);
+            var dus = du.AsSpan(n * C, C); var dgs = dg.AsSpan(n * C, C);
+            TensorPrimitives.Sigmoid(gs, s);                                   // s = σ(g)
+            TensorPrimitives.Multiply(gs, s, dus);
+            TensorPrimitives.Multiply(ds, dus, dus);                           // dUp = dOut·g·s
+            TensorPrimitives.Multiply(ds, new ReadOnlySpan<float>(u, n * C, C), dgs);
+            TensorPrimitives.Multiply(dgs, s, dgs);                            // dOut·u·s
+            TensorPrimitives.Subtract(1f, s, s);
+            TensorPrimitives.Multiply(gs, s, s);
+            TensorPrimitives.Add(s, 1f, s);                                    // 1 + g·(1 − s)
+            TensorPrimitives.Multiply(dgs, s, dgs);
+            return s;
+        }, _ => { });
     }
 
     public void Act(Activation kind, Tensor output, Tensor x)

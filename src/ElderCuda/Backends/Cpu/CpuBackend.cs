@@ -182,7 +182,8 @@ public sealed partial class CpuBackend : IBackend
             float k = (float)(dot * rs * rs * rs / C);
             for (int i = 0; i < C; i++) dxs[n * C + i] += rs * g[n * C + i] * ws[i] - k * xs[n * C + i];
         });
-        ParallelColumns(C, i => { double s = 0; for (int n = 0; n < N; n++) s += (double)g[n * C + i] * xs[n * C + i] * r[n]; dws[i] += (float)s; });
+        var sw = ColumnSums(N, C, 1, (n, acc) => { float rn = r[n]; for (int i = 0; i < C; i++) acc[i] += (double)g[n * C + i] * xs[n * C + i] * rn; });
+        for (int i = 0; i < C; i++) dws[i] += (float)sw[i];
     }
 
     public void LayerNorm(Tensor output, Tensor mean, Tensor rstd, Tensor x, Tensor w, Tensor b, float eps)
@@ -218,15 +219,34 @@ public sealed partial class CpuBackend : IBackend
                 dxs[n * C + i] += (float)(rs * ((double)g[n * C + i] * ws[i] - sg - xh * sgx));
             }
         });
-        ParallelColumns(C, i =>
+        var sums = ColumnSums(N, C, 2, (n, acc) =>
         {
-            double sw = 0, sb = 0;
-            for (int n = 0; n < N; n++) { double gi = g[n * C + i]; sb += gi; sw += gi * (xs[n * C + i] - mu[n]) * r[n]; }
-            dws[i] += (float)sw; dbs[i] += (float)sb;
+            float m = mu[n], rn = r[n];
+            for (int i = 0; i < C; i++) { double gi = g[n * C + i]; acc[i] += gi * (xs[n * C + i] - m) * rn; acc[C + i] += gi; }
         });
+        for (int i = 0; i < C; i++) { dws[i] += (float)sums[i]; dbs[i] += (float)sums[C + i]; }
     }
 
-    static void ParallelColumns(int C, Action<int> body) => Parallel.For(0, C, body);
+    /// <summary>
+    /// Per-column sums over N rows in float64 (a norm's weight and bias gradients), walking rows in memory order:
+    /// fixed bands of rows, each summed into its own partials, then the bands added in order, so the result does
+    /// not depend on the thread count. <paramref name="addRow"/>(n, acc) adds row n into acc [k·C].
+    /// </summary>
+    static double[] ColumnSums(int N, int C, int k, Action<int, double[]> addRow)
+    {
+        const int Band = 64;
+        int bands = (N + Band - 1) / Band;
+        var partial = new double[bands][];
+        Parallel.For(0, bands, b =>
+        {
+            var acc = new double[k * C];
+            for (int n = b * Band; n < Math.Min(N, (b + 1) * Band); n++) addRow(n, acc);
+            partial[b] = acc;
+        });
+        var total = new double[k * C];
+        foreach (var p in partial) for (int i = 0; i < total.Length; i++) total[i] += p[i];
+        return total;
+    }
 
     // ---- rope -------------------------------------------------------------------------------------
     public void Rope(Tensor x, Tensor cos, Tensor sin, int T, int nHeads, int headDim, int rotaryDim, bool inverse)
