@@ -142,22 +142,9 @@ public class CpuMatmulAttentionOpTests
         be.AttentionBackward(dq, dk, dv, tg, tq, tk, tv, to, tl, B, T, H, KV, hd, scale);
 
         double Loss(float[] qq, float[] kk, float[] vv) { var (O, _) = Reference(qq, kk, vv, B, T, H, KV, hd, scale); double s = 0; for (int i = 0; i < O.Length; i++) s += O[i] * R[i]; return s; }
-        void Fd(float[] x, float[] got, string name, Func<double> loss)
-        {
-            const float h = 1e-2f;
-            for (int i = 0; i < x.Length; i++)
-            {
-                float x0 = x[i];
-                x[i] = x0 + h; double lp = loss();
-                x[i] = x0 - h; double lm = loss();
-                x[i] = x0;
-                double want = (lp - lm) / ((double)(x0 + h) - (x0 - h));
-                Assert.True(Math.Abs(got[i] - want) <= 1e-3 * (1 + Math.Abs(want)), $"{name}[{i}] = {got[i]}, finite difference {want}");
-            }
-        }
-        Fd(q, Host(be, dq), "dQ", () => Loss(q, k, v));
-        Fd(k, Host(be, dk), "dK", () => Loss(q, k, v));
-        Fd(v, Host(be, dv), "dV", () => Loss(q, k, v));
+        FiniteDifference.Check(q, Host(be, dq), "dQ", () => Loss(q, k, v));
+        FiniteDifference.Check(k, Host(be, dk), "dK", () => Loss(q, k, v));
+        FiniteDifference.Check(v, Host(be, dv), "dV", () => Loss(q, k, v));
     }
 
     /// <summary>

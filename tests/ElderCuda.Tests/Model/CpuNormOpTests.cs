@@ -13,19 +13,6 @@ public class CpuNormOpTests
     static float[] Rand(Random r, int n, float scale = 1f) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (r.NextSingle() * 2 - 1) * scale; return a; }
     static float[] Host(CpuBackend be, Tensor t) { var a = new float[t.Count]; be.ToHost(t, a); return a; }
 
-    static void Fd(float[] x, float[] got, string name, Func<double> loss, float h = 1e-2f, double tol = 1e-3)
-    {
-        for (int i = 0; i < x.Length; i++)
-        {
-            float x0 = x[i];
-            x[i] = x0 + h; double lp = loss();
-            x[i] = x0 - h; double lm = loss();
-            x[i] = x0;
-            double want = (lp - lm) / ((double)(x0 + h) - (x0 - h));
-            Assert.True(Math.Abs(got[i] - want) <= tol * (1 + Math.Abs(want)), $"{name}[{i}] = {got[i]}, finite difference {want}");
-        }
-    }
-
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -55,9 +42,9 @@ public class CpuNormOpTests
         var g = be.FromHost(R, DType.F32, N, C);
         if (layerNorm) { be.LayerNorm(o, mean, rstd, tx, tw, tb, eps); be.LayerNormBackward(dx, dw, db, g, tx, tw, mean, rstd); }
         else { be.RmsNorm(o, rstd, tx, tw, eps); be.RmsNormBackward(dx, dw, g, tx, tw, rstd); }
-        Fd(w, Host(be, dw), "dw", Loss);
-        if (layerNorm) Fd(b, Host(be, db), "db", Loss);
-        Fd(x, Host(be, dx), "dx", Loss);
+        FiniteDifference.Check(w, Host(be, dw), "dw", Loss);
+        if (layerNorm) FiniteDifference.Check(b, Host(be, db), "db", Loss);
+        FiniteDifference.Check(x, Host(be, dx), "dx", Loss);
     }
 
     [Fact]
@@ -80,7 +67,7 @@ public class CpuNormOpTests
         }
         var dg = be.Alloc(DType.F32, N, C); var du = be.Alloc(DType.F32, N, C);
         be.SwiGluBackward(dg, du, be.FromHost(R, DType.F32, N, C), tg, tu);
-        Fd(gt, Host(be, dg), "dGate", Loss);
-        Fd(up, Host(be, du), "dUp", Loss);
+        FiniteDifference.Check(gt, Host(be, dg), "dGate", Loss);
+        FiniteDifference.Check(up, Host(be, du), "dUp", Loss);
     }
 }
