@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ElderCuda.Backends.Cpu;
 
@@ -129,17 +130,37 @@ internal static class CpuKernels
         }
     }
 
-    /// <summary>dst[c·ldd + r] = src[r·lds + c] for r &lt; rows, c &lt; cols, serially, in 32 × 32 blocks.</summary>
+    /// <summary>dst[c·ldd + r] = src[r·lds + c] for r &lt; rows, c &lt; cols, serially, in 32 × 32 blocks (8 × 8 in registers where AVX is there).</summary>
     public static unsafe void TransposeTile(float* src, int lds, int rows, int cols, float* dst, int ldd)
     {
         for (int r0 = 0; r0 < rows; r0 += 32)
             for (int c0 = 0; c0 < cols; c0 += 32)
             {
                 int r1 = Math.Min(rows, r0 + 32), c1 = Math.Min(cols, c0 + 32);
-                for (int r = r0; r < r1; r++)
-                    for (int cc = c0; cc < c1; cc++)
+                int r8 = Avx.IsSupported ? r0 + (r1 - r0) / 8 * 8 : r0, c8 = Avx.IsSupported ? c0 + (c1 - c0) / 8 * 8 : c0;
+                for (int r = r0; r < r8; r += 8)
+                    for (int cc = c0; cc < c8; cc += 8)
+                        Transpose8x8(src + (long)r * lds + cc, lds, dst + (long)cc * ldd + r, ldd);
+                for (int r = r0; r < r1; r++)                 // the edges: columns past c8, then rows past r8
+                    for (int cc = r < r8 ? c8 : c0; cc < c1; cc++)
                         dst[(long)cc * ldd + r] = src[(long)r * lds + cc];
             }
+    }
+
+    /// <summary>One 8 × 8 block: unpack pairs, shuffle quads, swap 128-bit halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Transpose8x8(float* s, int lds, float* d, int ldd)
+    {
+        var r0 = Avx.LoadVector256(s); var r1 = Avx.LoadVector256(s + lds); var r2 = Avx.LoadVector256(s + 2 * lds); var r3 = Avx.LoadVector256(s + 3 * lds);
+        var r4 = Avx.LoadVector256(s + 4 * lds); var r5 = Avx.LoadVector256(s + 5 * lds); var r6 = Avx.LoadVector256(s + 6 * lds); var r7 = Avx.LoadVector256(s + 7 * lds);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1); var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5); var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE); var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE); var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20)); Avx.Store(d + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(d + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20)); Avx.Store(d + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(d + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31)); Avx.Store(d + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(d + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31)); Avx.Store(d + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     /// <summary>dst[c, r] = src[r, c] for a rows × cols row-major src, parallel over bands of 32 rows.</summary>
