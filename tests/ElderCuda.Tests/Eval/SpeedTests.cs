@@ -55,5 +55,9 @@ public class SpeedTests
         var bad = EldrProcess.Run("speed", TestPaths.HfTiny("opt"), "--runs", "0", "--device", "cpu");
         Assert.Equal(2, bad.ExitCode);
         Assert.Contains("runs ≥ 1", bad.Stderr);
+        var badGen = EldrProcess.Run("speed", TestPaths.HfTiny("opt"), "--generate", "--gen-tokens", "100000", "--device", "cpu");
+        Assert.Equal(2, badGen.ExitCode);
+        Assert.Contains("max_position_embeddings", badGen.Stderr);
+        Assert.DoesNotContain("prefill median", badGen.Stdout);   // refused before any timing
     }
 }
