@@ -10,6 +10,17 @@ public sealed partial class CpuBackend
     // QBlock, and a block's products stop at its last key, so the work above the diagonal is at most one block wide.
     const int QBlock = 64;
 
+    /// <summary>row = softmax(row) in place; returns its logsumexp.</summary>
+    static float SoftmaxInPlace(Span<float> row)
+    {
+        float max = TensorPrimitives.Max(row);
+        TensorPrimitives.Subtract(row, max, row);
+        TensorPrimitives.Exp(row, row);
+        float sum = TensorPrimitives.Sum(row);
+        TensorPrimitives.Multiply(row, 1f / sum, row);
+        return max + MathF.Log(sum);
+    }
+
     public unsafe void Attention(Tensor output, Tensor lse, Tensor q, Tensor k, Tensor v, int B, int T, int nHeads, int nKvHeads, int headDim, float scale)
     {
         var o = F(output); var L = F(lse); var qs = F(q); var ks = F(k); var vs = F(v);
@@ -34,12 +45,7 @@ public sealed partial class CpuBackend
                         var row = new Span<float>(Pp + (long)r * nk, nk);
                         var live = row[..(t + 1)];
                         TensorPrimitives.Multiply(live, scale, live);
-                        float max = TensorPrimitives.Max(live);
-                        TensorPrimitives.Subtract(live, max, live);
-                        TensorPrimitives.Exp(live, live);
-                        float sum = TensorPrimitives.Sum(live);
-                        L[(b * nHeads + h) * T + t] = max + MathF.Log(sum);
-                        TensorPrimitives.Multiply(live, 1f / sum, live);
+                        L[(b * nHeads + h) * T + t] = SoftmaxInPlace(live);
                         row[(t + 1)..].Clear();
                     }
                     CpuKernels.GemmTile(Pp, nk, Vtp, T, ob + (long)t0 * Wq, Wq, nq, headDim, nk, null, false); // O = P·V
@@ -125,11 +131,9 @@ public sealed partial class CpuBackend
     public unsafe void AttentionCached(Tensor output, Tensor q, Tensor k, Tensor v, Tensor kCache, Tensor vCache, int B, int past, int T, int nHeads, int nKvHeads, int headDim, float scale)
     {
         int Wq = nHeads * headDim, Wk = nKvHeads * headDim, group = nHeads / nKvHeads;
-        if (B < 1 || q.Count != (long)B * T * Wq || k.Count != (long)B * T * Wk || v.Count != k.Count || output.Count != q.Count)
+        if (q.Count != (long)B * T * Wq || k.Count != (long)B * T * Wk || v.Count != k.Count || output.Count != q.Count)
             throw new ArgumentException($"attention (cached): q {q}, k {k}, v {v}, out {output} are not [{B}·{T}, {nHeads}·{headDim}] / [{B}·{T}, {nKvHeads}·{headDim}]");
-        int cap = kCache.Rows / B;
-        if (kCache.Cols != Wk || vCache.Cols != Wk || kCache.Rows % B != 0 || vCache.Rows != kCache.Rows || past < 0 || past + T > cap)
-            throw new ArgumentException($"attention (cached): {past} + {T} positions of {B} sequence(s) do not fit the cache {kCache}/{vCache}");
+        int cap = KvCacheLayout.Capacity(kCache, vCache, B, past, T, Wk);
         var o = F(output); var qs = F(q); var kc = F(kCache); var vc = F(vCache); var ks = F(k); var vs = F(v);
         for (int b = 0; b < B; b++)
         {
@@ -145,12 +149,9 @@ public sealed partial class CpuBackend
                 float* qr = qp + (long)n * Wq + h * headDim, orow = op + (long)n * Wq + h * headDim;
                 float* kb = kp + (long)b * cap * Wk + kh * headDim, vb = vp + (long)b * cap * Wk + kh * headDim;
                 for (int j = 0; j < L; j++) p[j] = scale * CpuKernels.Dot(qr, kb + (long)j * Wk, headDim);
-                float max = TensorPrimitives.Max(p);
-                TensorPrimitives.Subtract(p, max, p);
-                TensorPrimitives.Exp(p, p);
-                float inv = 1f / TensorPrimitives.Sum(p);
+                SoftmaxInPlace(p);
                 new Span<float>(orow, headDim).Clear();
-                for (int j = 0; j < L; j++) CpuKernels.Axpy(orow, p[j] * inv, vb + (long)j * Wk, headDim);
+                for (int j = 0; j < L; j++) CpuKernels.Axpy(orow, p[j], vb + (long)j * Wk, headDim);
             }
         });
     }

@@ -112,15 +112,12 @@ public sealed partial class CudaBackend
 
     public void AttentionCached(Tensor output, Tensor q, Tensor k, Tensor v, Tensor kCache, Tensor vCache, int B, int past, int T, int nHeads, int nKvHeads, int headDim, float scale)
     {
-        if (B < 1) throw new ArgumentException($"attention (cached): {B} sequences");
+        int Wk = nKvHeads * headDim, cap = KvCacheLayout.Capacity(kCache, vCache, B, past, T, Wk);
         CheckAttention(q, k, v, B, T, nHeads, nKvHeads, headDim);
         NeedFloat(q, "AttentionCached", "q"); Need(output, DType.F32, "AttentionCached", "output");
         Need(k, q.DType, "AttentionCached", "k"); Need(v, q.DType, "AttentionCached", "v");
         Need(kCache, q.DType, "AttentionCached", "kCache"); Need(vCache, q.DType, "AttentionCached", "vCache");
         SameCount(output, q, "AttentionCached");
-        int Wk = nKvHeads * headDim, cap = kCache.Rows / B;
-        if (kCache.Cols != Wk || vCache.Cols != Wk || kCache.Rows % B != 0 || vCache.Rows != kCache.Rows || past < 0 || past + T > cap)
-            throw new ArgumentException($"attention (cached): {past} + {T} positions of {B} sequence(s) do not fit the cache {kCache}/{vCache}");
         if (T == 0) return;
         LaunchN("attention", AttentionCacheAppendKernel(q.DType), (long)B * T * Wk, P(kCache), P(vCache), P(k), P(v), B, cap, past, T, Wk);
         uint smem = (uint)((headDim + past + T) * 4);
