@@ -35,15 +35,10 @@ public static class SpeedCommand
             var dirs = new List<string> { pr.GetValue(dir)! };
             if (pr.GetValue(baseline) is { } b) dirs.Add(b);
             if (pr.GetValue(generate))
-            {
                 // the generation settings are checked before anything is timed, not after the first model's prefill runs
-                int gb = pr.GetValue(genBatch), gp = pr.GetValue(genPrompt), gt = pr.GetValue(genTokens), gr = pr.GetValue(genRuns), gw = pr.GetValue(genWarmup);
-                if (gb < 1 || gp < 1 || gt < 1 || gr < 1 || gw < 0)
-                    throw new ArgumentException($"--gen-batch {gb}, --gen-prompt {gp}, --gen-tokens {gt}, --gen-runs {gr}, --gen-warmup {gw}: need each ≥ 1 (warm-up ≥ 0)");
                 foreach (var d in dirs)
-                    if (gp + gt > ModelConfig.Load(d).MaxPositionEmbeddings)
-                        throw new ArgumentException($"--gen-prompt {gp} + --gen-tokens {gt} exceed {d}'s max_position_embeddings {ModelConfig.Load(d).MaxPositionEmbeddings}");
-            }
+                    Speed.CheckGeneration(pr.GetValue(genBatch), pr.GetValue(genPrompt), pr.GetValue(genTokens), pr.GetValue(genRuns), pr.GetValue(genWarmup),
+                        ModelConfig.Load(d).MaxPositionEmbeddings, $"{d}'s max_position_embeddings");
             using IBackend be = Cli.OpenBackend(pr);
             var results = new List<(string Dir, int Layers, SpeedResult R, GenerationSpeedResult? G)>();
             foreach (var d in dirs)

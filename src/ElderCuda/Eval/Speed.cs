@@ -59,10 +59,7 @@ public static class Speed
     public static GenerationSpeedResult Generation(CausalLM model, int batch, int prompt, int newTokens, int runs, int warmup, int seed = 0,
         IProgress<double>? progress = null, CancellationToken ct = default)
     {
-        if (batch < 1 || prompt < 1 || newTokens < 1 || runs < 1 || warmup < 0)
-            throw new ArgumentException($"generation speed: batch {batch}, prompt {prompt}, new tokens {newTokens}, runs {runs}, warm-up {warmup}: need each ≥ 1 (warm-up ≥ 0)");
-        if (prompt + newTokens > model.MaxPositions)
-            throw new ArgumentException($"generation speed: prompt {prompt} + {newTokens} new tokens exceed the model's {model.MaxPositions} positions");
+        CheckGeneration(batch, prompt, newTokens, runs, warmup, model.MaxPositions, "the model's positions");
         var rng = new Random(seed);
         var ids = new int[batch * prompt];
         for (int i = 0; i < ids.Length; i++) ids[i] = rng.Next(model.Config.VocabSize);
@@ -87,6 +84,18 @@ public static class Speed
         }
         var (median, mean, min) = Stats(ms);
         return new GenerationSpeedResult(batch, prompt, newTokens, runs, median, mean, min);
+    }
+
+    /// <summary>
+    /// Throws unless the generation settings are usable: counts ≥ 1 (warm-up ≥ 0) and prompt + new tokens within
+    /// <paramref name="maxPositions"/> (<paramref name="limitName"/> names that limit in the message).
+    /// </summary>
+    public static void CheckGeneration(int batch, int prompt, int newTokens, int runs, int warmup, int maxPositions, string limitName)
+    {
+        if (batch < 1 || prompt < 1 || newTokens < 1 || runs < 1 || warmup < 0)
+            throw new ArgumentException($"generation speed: batch {batch}, prompt {prompt}, new tokens {newTokens}, runs {runs}, warm-up {warmup}: need each ≥ 1 (warm-up ≥ 0)");
+        if (prompt + newTokens > maxPositions)
+            throw new ArgumentException($"generation speed: prompt {prompt} + {newTokens} new tokens exceed {limitName} ({maxPositions})");
     }
 
     static (double median, double mean, double min) Stats(double[] ms)
