@@ -663,8 +663,8 @@ ATT_TC(128)
 // Decoding with a KV cache, B sequences of equal length; sequence b owns cache rows b·cap .. b·cap+cap−1.
 // attention_cache_append copies the new k/v rows (positions past .. past+T−1) into the caches;
 // attention_cached computes out for the B·T new query rows, each against its sequence's cache rows
-// 0 .. past+t. One block per (query row, head); the q row and the scores live in shared memory
-// ([hd + past + T] floats). Forward only.
+// 0 .. past+t. One block per (query row, head), a whole number of warps; the q row and the scores live in
+// shared memory ([hd + past + T] floats). Forward only.
 // ================================================================================================
 template <typename T>
 __device__ void attention_cache_append(T* kc, T* vc, const T* k, const T* v, int B, int cap, int past, int T_, int Wk) {
@@ -688,15 +688,19 @@ __device__ void attention_cached(float* out, const T* q, const T* kc, const T* v
     const T* vb = vc + (long long)b * cap * Wk + (long long)kh * hd;
     for (int c = threadIdx.x; c < hd; c += blockDim.x) qs[c] = ld(q, n * Wq + (long long)h * hd + c);
     __syncthreads();
+    // scores: one warp per cache row, its lanes over the head dimension, so that a warp reads a row in one
+    // coalesced sweep (a thread per row read 32 rows Wk apart per load, and decoding at 7B shapes paid for it)
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nWarps = blockDim.x >> 5;
     float mx = -ELDR_INF;
-    for (int j = threadIdx.x; j < L; j += blockDim.x) {
-        const T* kr = kb + j * Wk;
+    for (int j = warp; j < L; j += nWarps) {
+        const T* kr = kb + (long long)j * Wk;
         float s = 0.f;
-        for (int c = 0; c < hd; c++) s += qs[c] * to_f32(kr[c]);
-        s *= scale;
-        p[j] = s;
+        for (int c = lane; c < hd; c += 32) s += qs[c] * to_f32(kr[c]);
+        s = warp_sum(s) * scale;
+        if (lane == 0) p[j] = s;
         mx = fmaxf(mx, s);
     }
+    __syncthreads();
     mx = block_reduce(mx, Max(), -ELDR_INF);
     float sum = 0.f;
     for (int j = threadIdx.x; j < L; j += blockDim.x) { const float e = expf(p[j] - mx); p[j] = e; sum += e; }

@@ -27,9 +27,10 @@ public static class SpeedCommand
         var genTokens = new Option<int>("--gen-tokens") { Description = "generation: new tokens per sequence", DefaultValueFactory = _ => 128 };
         var genRuns = new Option<int>("--gen-runs") { Description = "generation: timed runs", DefaultValueFactory = _ => 5 };
         var genWarmup = new Option<int>("--gen-warmup") { Description = "generation: untimed runs first", DefaultValueFactory = _ => 1 };
+        var profile = new Option<bool>("--profile") { Description = "print time per op for each model (synchronises after every op, so the timings above slow down)" };
         var cmd = new Command("speed", "prefill latency (SLEB's protocol: 1 × 2048 tokens, 50 timed passes after warm-up), with --generate generation "
                                        + "throughput (batch 64, prompt 64, 128 new tokens), and the speed-ups over --baseline")
-            { dir, baseline, seq, batch, runs, warmup, json, generate, genBatch, genPrompt, genTokens, genRuns, genWarmup, Cli.DeviceOption, Cli.Fp32Option };
+            { dir, baseline, seq, batch, runs, warmup, json, generate, genBatch, genPrompt, genTokens, genRuns, genWarmup, profile, Cli.DeviceOption, Cli.Fp32Option };
         cmd.SetAction(pr => Cli.Guard(() =>
         {
             var dirs = new List<string> { pr.GetValue(dir)! };
@@ -39,13 +40,16 @@ public static class SpeedCommand
                 foreach (var d in dirs)
                     Speed.CheckGeneration(pr.GetValue(genBatch), pr.GetValue(genPrompt), pr.GetValue(genTokens), pr.GetValue(genRuns), pr.GetValue(genWarmup),
                         ModelConfig.Load(d).MaxPositionEmbeddings, $"{d}'s max_position_embeddings");
-            using IBackend be = Cli.OpenBackend(pr);
+            IBackend be = Cli.OpenBackend(pr);
+            var prof = pr.GetValue(profile) ? new ProfilingBackend(be) : null;
+            if (prof is not null) be = prof;
+            using var _be = be;
             var results = new List<(string Dir, int Layers, SpeedResult R, GenerationSpeedResult? G)>();
             foreach (var d in dirs)
             {
                 var cfg = ModelConfig.Load(d);
                 int T = pr.GetValue(seq) ?? Cli.DefaultSeqLen(cfg);
-                Cli.CheckMemory(be, d, T, pr.GetValue(batch), training: false);
+                Cli.CheckMemory(prof?.Inner ?? be, d, T, pr.GetValue(batch), training: false);
                 using var model = CausalLM.Load(d, be);
                 string name = Path.GetFileName(Path.GetFullPath(d).TrimEnd('/'));
                 SpeedResult r = null!;
@@ -55,6 +59,12 @@ public static class SpeedCommand
                     Cli.WithProgress($"generation {name}", p => g = Speed.Generation(model, pr.GetValue(genBatch), pr.GetValue(genPrompt), pr.GetValue(genTokens),
                         pr.GetValue(genRuns), pr.GetValue(genWarmup), progress: p));
                 results.Add((d, model.NumLayers, r, g));
+                if (prof is not null)
+                {
+                    Console.Error.WriteLine($"time per op, {name} (prefill{(g is null ? "" : " and generation")} runs, warm-up included):");
+                    foreach (var (op, sec, calls) in prof.Report()) Console.Error.WriteLine($"  {op,-18} {sec,8:F3} s  {calls,8} calls");
+                    prof.Reset();
+                }
             }
             double? speedup = results.Count == 2 ? results[1].R.MedianMs / results[0].R.MedianMs : null;
             double? genSpeedup = results.Count == 2 && results[0].G is { } g0 && results[1].G is { } g1 ? g1.MedianMs / g0.MedianMs : null;

@@ -5,7 +5,7 @@ namespace ElderCuda.Backends;
 
 /// <summary>
 /// Wraps a backend and accumulates wall time and call counts per op (synchronising after each op, so
-/// GPU times are real). `eldr ppl --profile` prints the table; useful to see where time goes.
+/// GPU times are real). `eldr ppl --profile` and `eldr speed --profile` print the table; useful to see where time goes.
 /// </summary>
 public sealed class ProfilingBackend(IBackend inner) : IBackend
 {
@@ -18,12 +18,20 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         long t0 = Stopwatch.GetTimestamp();
         var r = f();
+        Done(op, t0);
+        return r;
+    }
+
+    void Done(string op, long t0)
+    {
         inner.Synchronize();
         long dt = Stopwatch.GetTimestamp() - t0;
         var (ticks, calls) = _stats.GetValueOrDefault(op);
         _stats[op] = (ticks + dt, calls + 1);
-        return r;
     }
+
+    /// <summary>Forgets the times so far (eldr speed profiles each model on its own).</summary>
+    public void Reset() => _stats.Clear();
 
     void Time(string op, Action f) => Time(op, () => { f(); return 0; });
 
@@ -31,10 +39,11 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         _stats.OrderByDescending(kv => kv.Value.ticks).Select(kv => (kv.Key, kv.Value.ticks / (double)Stopwatch.Frequency, kv.Value.calls));
 
     public Tensor Alloc(DType dtype, params int[] shape) => Time("alloc", () => inner.Alloc(dtype, shape));
-    public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape) => inner.FromHost(data, dtype, shape);
-    public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape) => inner.FromHostInt(data, shape);
-    public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data) => inner.CopyFromHost(dst, data);
-    public void ToHost(Tensor t, Span<float> dst) => inner.ToHost(t, dst);
+    // the copies take spans, which a lambda cannot capture: timed by hand
+    public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape) { long t0 = Stopwatch.GetTimestamp(); var r = inner.FromHost(data, dtype, shape); Done("from_host", t0); return r; }
+    public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape) { long t0 = Stopwatch.GetTimestamp(); var r = inner.FromHostInt(data, shape); Done("from_host", t0); return r; }
+    public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data) { long t0 = Stopwatch.GetTimestamp(); inner.CopyFromHost(dst, data); Done("from_host", t0); }
+    public void ToHost(Tensor t, Span<float> dst) { long t0 = Stopwatch.GetTimestamp(); inner.ToHost(t, dst); Done("to_host", t0); }
     public void Zero(Tensor t) => Time("zero", () => inner.Zero(t));
     public void Copy(Tensor dst, Tensor src) => Time("copy", () => inner.Copy(dst, src));
     public void Synchronize() => inner.Synchronize();
