@@ -95,7 +95,7 @@ public sealed partial class CausalLM
         cache.StepRope = default;
         cache.Length += T;
         var logits = HeadForward(x, N, outer).Logits;
-        var all = new float[(long)N * V];
+        var all = GC.AllocateUninitializedArray<float>(N * V);   // every element is written next
         be.ToHost(logits, all);
         if (T == 1) return all;
         var last = new float[(long)B * V];

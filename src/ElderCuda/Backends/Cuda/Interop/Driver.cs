@@ -47,6 +47,8 @@ public static unsafe class Driver
         [DllImport(L, EntryPoint = "cuEventElapsedTime_v2")] public static extern int cuEventElapsedTime_v2(out float ms, IntPtr start, IntPtr end);
         [DllImport(L, EntryPoint = "cuMemAlloc_v2")] public static extern int cuMemAlloc(out ulong dptr, ulong bytes);
         [DllImport(L, EntryPoint = "cuMemFree_v2")] public static extern int cuMemFree(ulong dptr);
+        [DllImport(L, EntryPoint = "cuMemAllocHost_v2")] public static extern int cuMemAllocHost(out IntPtr pp, ulong bytes);
+        [DllImport(L)] public static extern int cuMemFreeHost(IntPtr p);
         [DllImport(L, EntryPoint = "cuMemGetInfo_v2")] public static extern int cuMemGetInfo(out ulong free, out ulong total);
         [DllImport(L, EntryPoint = "cuMemsetD8_v2")] public static extern int cuMemsetD8(ulong dst, byte value, ulong n);
         [DllImport(L)] public static extern int cuMemsetD8Async(ulong dst, byte value, ulong n, IntPtr stream);
@@ -147,6 +149,9 @@ public static unsafe class Driver
     /// <summary>Raw allocation: returns the CUresult so the allocator can turn OOM into a helpful message.</summary>
     public static int TryMemAlloc(out ulong ptr, ulong bytes) => Native.cuMemAlloc(out ptr, bytes);
     public static void MemFree(ulong p) => Check(Native.cuMemFree(p), "cuMemFree_v2");
+    /// <summary>Page-locked host memory: copies to and from it run at the bus's speed, with no staging by the driver.</summary>
+    public static IntPtr MemAllocHost(ulong bytes) { Check(Native.cuMemAllocHost(out var p, bytes), "cuMemAllocHost_v2"); return p; }
+    public static void MemFreeHost(IntPtr p) => Check(Native.cuMemFreeHost(p), "cuMemFreeHost");
     public static (ulong free, ulong total) MemGetInfo() { Check(Native.cuMemGetInfo(out var f, out var t), "cuMemGetInfo_v2"); return (f, t); }
     public static void MemsetD8Async(ulong dst, byte value, ulong n, IntPtr stream) => Check(Native.cuMemsetD8Async(dst, value, n, stream), "cuMemsetD8Async");
     public static void MemsetD16Async(ulong dst, ushort value, ulong n, IntPtr stream) => Check(Native.cuMemsetD16Async(dst, value, n, stream), "cuMemsetD16Async");
