@@ -43,6 +43,61 @@ public static class DTypes
         return (ushort)((u + rounding) >> 16);
     }
 
+    /// <summary>
+    /// <see cref="FloatToBf16"/> over a span, a vector at a time and, for large spans, on all cores: the host-offloaded
+    /// optimiser converts every trained weight each step (6.7 B of them at Llama-2-7B's size).
+    /// </summary>
+    public static void ToBf16(ReadOnlySpan<float> src, Span<ushort> dst)
+    {
+        if (dst.Length < src.Length) throw new ArgumentException($"{dst.Length} bf16 slots for {src.Length} floats");
+        const int chunk = 1 << 18;
+        if (src.Length < 4 * chunk) { ToBf16Chunk(src, dst); return; }
+        unsafe
+        {
+            fixed (float* ps = src)
+            fixed (ushort* pd = dst)
+            {
+                float* s0 = ps; ushort* d0 = pd; int n = src.Length;
+                Parallel.For(0, (n + chunk - 1) / chunk, c =>
+                {
+                    int start = c * chunk, len = Math.Min(chunk, n - start);
+                    ToBf16Chunk(new ReadOnlySpan<float>(s0 + start, len), new Span<ushort>(d0 + start, len));
+                });
+            }
+        }
+    }
+
+    static void ToBf16Chunk(ReadOnlySpan<float> src, Span<ushort> dst)
+    {
+        int i = 0, n = src.Length;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var u = System.Runtime.InteropServices.MemoryMarshal.Cast<float, uint>(src);
+            int w = System.Numerics.Vector<uint>.Count;
+            var absMask = new System.Numerics.Vector<uint>(0x7fffffffu);
+            var inf = new System.Numerics.Vector<uint>(0x7f800000u);
+            var bias = new System.Numerics.Vector<uint>(0x7fffu);
+            var one = System.Numerics.Vector<uint>.One;
+            var quiet = new System.Numerics.Vector<uint>(0x40u);
+            for (; i <= n - 2 * w; i += 2 * w)
+            {
+                var lo = Round(new System.Numerics.Vector<uint>(u.Slice(i, w)));
+                var hi = Round(new System.Numerics.Vector<uint>(u.Slice(i + w, w)));
+                System.Numerics.Vector.Narrow(lo, hi).CopyTo(dst.Slice(i, 2 * w));
+            }
+
+            // the scalar rule, lane by lane: NaN keeps its top half with the quiet bit set; otherwise round to nearest even
+            System.Numerics.Vector<uint> Round(System.Numerics.Vector<uint> x)
+            {
+                var nan = System.Numerics.Vector.GreaterThan(x & absMask, inf);
+                var top = System.Numerics.Vector.ShiftRightLogical(x, 16);
+                var rounded = System.Numerics.Vector.ShiftRightLogical(x + bias + (top & one), 16);
+                return System.Numerics.Vector.ConditionalSelect(nan, top | quiet, rounded);
+            }
+        }
+        for (; i < n; i++) dst[i] = FloatToBf16(src[i]);
+    }
+
     public static float F16ToFloat(ushort h) => (float)BitConverter.UInt16BitsToHalf(h);
     public static ushort FloatToF16(float f) => BitConverter.HalfToUInt16Bits((Half)f);
 
@@ -101,18 +156,15 @@ public static class DTypes
     /// <summary>Encode float32 into raw little-endian bytes of <paramref name="t"/>.</summary>
     public static byte[] FromFloat32(DType t, ReadOnlySpan<float> src)
     {
-        var bytes = new byte[(long)src.Length * t.SizeOf()];
+        var bytes = GC.AllocateUninitializedArray<byte>(checked(src.Length * t.SizeOf()));   // every byte is written below
         switch (t)
         {
             case DType.F32:
                 System.Runtime.InteropServices.MemoryMarshal.AsBytes(src).CopyTo(bytes);
                 break;
             case DType.BF16:
-            {
-                var d = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
-                for (int i = 0; i < src.Length; i++) d[i] = FloatToBf16(src[i]);
+                ToBf16(src, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan()));
                 break;
-            }
             case DType.F16:
             {
                 var d = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
