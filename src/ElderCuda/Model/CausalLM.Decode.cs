@@ -94,12 +94,20 @@ public sealed partial class CausalLM
         }
         cache.StepRope = default;
         cache.Length += T;
-        var logits = HeadForward(x, N, outer).Logits;
-        var all = GC.AllocateUninitializedArray<float>(N * V);   // every element is written next
-        be.ToHost(logits, all);
-        if (T == 1) return all;
-        var last = new float[(long)B * V];
-        for (int b = 0; b < B; b++) all.AsSpan((b * T + T - 1) * V, V).CopyTo(last.AsSpan(b * V, V));
+        if (T > 1)
+        {
+            // only each sequence's last position goes through the head: a 64 × 64 prompt at V = 32000 would otherwise
+            // make, copy back and convert 131 M logits to use 2 M of them. The row gather is the embedding op with
+            // the hidden states as its table.
+            var lastRows = new int[B];
+            for (int b = 0; b < B; b++) lastRows[b] = b * T + T - 1;
+            var xl = outer.A(be.ComputeType, B, x.Cols);
+            be.Embedding(xl, outer.Track(be.FromHostInt(lastRows, B)), x, null, 1, 0);
+            x = xl;
+        }
+        var logits = HeadForward(x, B, outer).Logits;
+        var last = GC.AllocateUninitializedArray<float>(B * V);   // every element is written next
+        be.ToHost(logits, last);
         return last;
     }
 }
