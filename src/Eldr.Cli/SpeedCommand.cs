@@ -51,6 +51,7 @@ public static class SpeedCommand
                 int T = pr.GetValue(seq) ?? Cli.DefaultSeqLen(cfg);
                 Cli.CheckMemory(prof?.Inner ?? be, d, T, pr.GetValue(batch), training: false);
                 using var model = CausalLM.Load(d, be);
+                prof?.Reset();   // the table is about the timed work, not the weights' upload
                 string name = Path.GetFileName(Path.GetFullPath(d).TrimEnd('/'));
                 SpeedResult r = null!;
                 Cli.WithProgress($"speed {name}", p => r = Speed.Prefill(model, pr.GetValue(batch), T, pr.GetValue(runs), pr.GetValue(warmup), progress: p));
