@@ -60,4 +60,22 @@ public class SpeedTests
         Assert.Contains("max_position_embeddings", badGen.Stderr);
         Assert.DoesNotContain("prefill median", badGen.Stdout);   // refused before any timing
     }
+
+    /// <summary>
+    /// --profile prints each op's calls: generation runs one Extend for the prompt and one per further new token, each
+    /// through every layer's cached attention, so 2 runs of 3 new tokens make 2 · 3 · layers calls, no more and no fewer.
+    /// </summary>
+    [Fact]
+    public void ProfileCountsEachOpCall()
+    {
+        var dir = TestPaths.HfTiny("opt");
+        using var cfg = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "config.json")));
+        int layers = cfg.RootElement.GetProperty("num_hidden_layers").GetInt32();
+        var r = EldrProcess.Run("speed", dir, "--seqlen", "16", "--runs", "2", "--warmup", "0", "--generate", "--gen-batch", "2",
+            "--gen-prompt", "4", "--gen-tokens", "3", "--gen-runs", "2", "--gen-warmup", "0", "--device", "cpu", "--profile");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("time per op", r.Stderr);
+        var row = r.Stderr.Split('\n').Single(l => l.TrimStart().StartsWith("attention_cached "));
+        Assert.Equal(2 * 3 * layers, long.Parse(row.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^2]));
+    }
 }
