@@ -13,7 +13,8 @@
 #     4. the 7B-shaped ELDeR + stage 2 run is started in its own session (it outlives this call);
 #     5. nvcc ahead-of-time kernel images, and the op parity tests on them.
 #   STEP=b  carry .gpu/eldr.tar.xz .gpu/extra/llama-24L.tar.xz .gpu/extra/corpus.tar.xz .gpu/extra/wiki.tar.xz
-#     6. waits for the 7B run and collects its report;
+#     6. waits for the 7B run and collects its report (stage 2's time per step is the figure to watch), then times
+#        prefill and generation of the pruned 7B against the dense one;
 #     7. one default `eldr prune --method auto` on llama-24L (PRUNING.md's protocol), its perplexities, the export
 #        reloaded by transformers, generation speed (ours vs transformers, same GPU), the KV-cache check, zero-shot.
 set -uo pipefail
@@ -143,6 +144,10 @@ PY
   el "== waiting for auto"
   while [ ! -f /tmp/auto.done ] && [ $(( $(date +%s) - t0 )) -lt 450 ]; do sleep 5; done
   if [ -f /tmp/auto.done ]; then auto_eval; else echo "auto still running: STEP=c collects it"; tail -3 /tmp/q/auto.log; fi
+  if [ -f /tmp/auto.done ] && [ -f /tmp/p7b/config.json ] && [ $(( $(date +%s) - t0 )) -lt 420 ]; then
+    el "== 7B shapes: prefill and generation, pruned vs dense"
+    timeout 150 /tmp/eldr-trim/eldr speed /tmp/p7b --baseline /tmp/llama7b --device cuda --seqlen 2048 --runs 10 --warmup 2 --generate --gen-runs 3 --json 2>/dev/null | tee "$OUT/speed7b.json"
+  fi
   el "== done"
 fi
 
