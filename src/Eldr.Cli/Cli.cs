@@ -157,11 +157,16 @@ public static partial class Cli
                 Console.WriteLine(JsonSerializer.Serialize(new { ppl = r.Perplexity, nll = r.TotalNll, predicted = r.Predicted, windows = r.Windows, seqlen = r.SeqLen, tokens = ids.Length, seconds = sw.Elapsed.TotalSeconds, backend = be.Name }));
             else
                 Console.WriteLine($"ppl {r.Perplexity:F4}  ({r.Windows} windows × {r.SeqLen}, {r.Predicted} predicted tokens, {sw.Elapsed.TotalSeconds:F1} s on {be.Name})");
-            if (be is ProfilingBackend pb)
-                foreach (var (op, sec, calls) in pb.Report()) Console.Error.WriteLine($"  {op,-14} {sec,8:F3} s  {calls,7} calls");
+            if (be is ProfilingBackend pb) WriteProfile(pb);
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>The --profile table (eldr ppl, eldr speed): time and calls per op, slowest first, on stderr.</summary>
+    internal static void WriteProfile(ProfilingBackend pb)
+    {
+        foreach (var (op, sec, calls) in pb.Report()) Console.Error.WriteLine($"  {op,-18} {sec,8:F3} s  {calls,8} calls");
     }
 
     /// <summary>A progress bar on an interactive terminal; plain percentage lines otherwise (CI logs).</summary>

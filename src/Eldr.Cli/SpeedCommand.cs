@@ -63,7 +63,7 @@ public static class SpeedCommand
                 if (prof is not null)
                 {
                     Console.Error.WriteLine($"time per op, {name} (prefill{(g is null ? "" : " and generation")} runs, warm-up included):");
-                    foreach (var (op, sec, calls) in prof.Report()) Console.Error.WriteLine($"  {op,-18} {sec,8:F3} s  {calls,8} calls");
+                    Cli.WriteProfile(prof);
                     prof.Reset();
                 }
             }
