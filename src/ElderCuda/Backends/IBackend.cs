@@ -34,6 +34,8 @@ public interface IBackend : IDisposable
     void CopyFromHost(Tensor dst, ReadOnlySpan<float> data);
     /// <summary>Copy to host as float32 (converting from the tensor's dtype).</summary>
     void ToHost(Tensor t, Span<float> dst);
+    /// <summary>Copy an I32 tensor to the host.</summary>
+    void ToHostInt(Tensor t, Span<int> dst);
     void Zero(Tensor t);
     /// <summary>dst = src, converting dtype if they differ. Same element count.</summary>
     void Copy(Tensor dst, Tensor src);
@@ -126,6 +128,14 @@ public interface IBackend : IDisposable
     /// negative get loss 0 and gradient 0.
     /// </summary>
     void CrossEntropyDistill(Tensor losses, Tensor dLogits, Tensor logits, Tensor teacher, Tensor targets, float gradScale, float alpha, float temperature);
+
+    // ---- decoding ----------------------------------------------------------------------------------
+    /// <summary>
+    /// output[n] (I32) = the index of the largest value in row n of x[N, V], in TensorPrimitives.IndexOfMax's order: a
+    /// NaN beats every number (the first NaN wins), +0 beats −0, and among equal values the lowest index wins. Greedy
+    /// decoding brings back these N ints instead of N·V logits. No backward.
+    /// </summary>
+    void ArgMax(Tensor output, Tensor x);
 
     // ---- optimiser ---------------------------------------------------------------------------------
     /// <summary>

@@ -44,6 +44,7 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape) { long t0 = Stopwatch.GetTimestamp(); var r = inner.FromHostInt(data, shape); Done("from_host", t0); return r; }
     public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data) { long t0 = Stopwatch.GetTimestamp(); inner.CopyFromHost(dst, data); Done("from_host", t0); }
     public void ToHost(Tensor t, Span<float> dst) { long t0 = Stopwatch.GetTimestamp(); inner.ToHost(t, dst); Done("to_host", t0); }
+    public void ToHostInt(Tensor t, Span<int> dst) { long t0 = Stopwatch.GetTimestamp(); inner.ToHostInt(t, dst); Done("to_host", t0); }
     public void Zero(Tensor t) => Time("zero", () => inner.Zero(t));
     public void Copy(Tensor dst, Tensor src) => Time("copy", () => inner.Copy(dst, src));
     public void Synchronize() => inner.Synchronize();
@@ -73,6 +74,7 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     public void DiffNormBackward(Tensor dA, Tensor? dB, Tensor a, Tensor b, NormKind k, double n, float c) => Time("diffnorm_bwd", () => inner.DiffNormBackward(dA, dB, a, b, k, n, c));
     public void CrossEntropy(Tensor l, Tensor? dl, Tensor lg, Tensor t, float s) => Time("crossentropy", () => inner.CrossEntropy(l, dl, lg, t, s));
     public void CrossEntropyDistill(Tensor l, Tensor dl, Tensor lg, Tensor p, Tensor t, float s, float a, float T) => Time("crossentropy_distill", () => inner.CrossEntropyDistill(l, dl, lg, p, t, s, a, T));
+    public void ArgMax(Tensor o, Tensor x) => Time("argmax", () => inner.ArgMax(o, x));
     public void AdamW(Tensor p, Tensor m0, Tensor g, Tensor m, Tensor v, float lr, float b1, float b2, float eps, float wd, int step) => Time("adamw", () => inner.AdamW(p, m0, g, m, v, lr, b1, b2, eps, wd, step));
     public void Dispose() => inner.Dispose();
 }

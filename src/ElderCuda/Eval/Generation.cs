@@ -1,3 +1,4 @@
+using ElderCuda.Backends;
 using ElderCuda.Model;
 
 namespace ElderCuda.Eval;
@@ -14,27 +15,25 @@ public static class Generation
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt encodes to no tokens");
         var ids = new List<int>(prompt);
-        int V = model.Config.VocabSize;
         int limit = model.MaxPositions;
         if (maxNewTokens <= 0 || ids.Count >= limit) return ids.ToArray();
         using var cache = kvCache ? model.NewKvCache(Math.Min(limit, ids.Count + maxNewTokens)) : null;
-        float[] row = cache is not null ? model.Extend(cache, ids.ToArray()) : LastLogits(model, ids);
+        int best = cache is not null ? model.ExtendGreedy(cache, ids.ToArray())[0] : NextByRecompute(model, ids);
         for (int step = 0; ; step++)
         {
-            int best = 0;
-            for (int j = 1; j < V; j++) if (row[j] > row[best]) best = j;
             ids.Add(best);
             onToken?.Invoke(best);
             if (eosId == best || step + 1 >= maxNewTokens || ids.Count >= limit) break;
-            row = cache is not null ? model.Extend(cache, [best]) : LastLogits(model, ids);
+            best = cache is not null ? model.ExtendGreedy(cache, [best])[0] : NextByRecompute(model, ids);
         }
         return ids.ToArray();
     }
 
-    static float[] LastLogits(CausalLM model, List<int> ids)
+    /// <summary>The argmax of the last position's logits from a forward pass over the whole prefix (host-side, same order as <see cref="IBackend.ArgMax"/>).</summary>
+    static int NextByRecompute(CausalLM model, List<int> ids)
     {
         int V = model.Config.VocabSize;
         var r = model.Step(TokenBatch.Single(ids.ToArray()), new StepOptions { KeepLogits = true });
-        return r.Logits.AsSpan((ids.Count - 1) * V, V).ToArray();
+        return System.Numerics.Tensors.TensorPrimitives.IndexOfMax(r.Logits.AsSpan((ids.Count - 1) * V, V));
     }
 }

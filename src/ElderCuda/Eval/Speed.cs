@@ -25,7 +25,7 @@ public sealed record GenerationSpeedResult(int Batch, int Prompt, int NewTokens,
 /// - Prefill: a forward pass over random token ids of Batch × SeqLen (logits of every position, as transformers'
 ///   forward computes them).
 /// - Generation: batch 64, prompt 64, 128 new tokens, with the KV cache (<see cref="CausalLM.Extend"/>); each step
-///   feeds the argmax of the last logits, as greedy decoding does.
+///   feeds the argmax of the last logits, as greedy decoding does (taken on the device: <see cref="CausalLM.ExtendGreedy"/>).
 /// Warm-up runs first, then timed runs. Each run ends when its results reach the host, so the clock covers the
 /// device's work; the timing is host wall-clock around synchronised passes, not device events.
 /// </summary>
@@ -63,21 +63,16 @@ public static class Speed
         var rng = new Random(seed);
         var ids = new int[batch * prompt];
         for (int i = 0; i < ids.Length; i++) ids[i] = rng.Next(model.Config.VocabSize);
-        int V = model.Config.VocabSize;
         var ms = new double[runs];
-        var next = new int[batch];
         for (int i = 0; i < warmup + runs; i++)
         {
             ct.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
             using (var cache = model.NewKvCache(prompt + newTokens, batch))
             {
-                var logits = model.Extend(cache, ids);
-                for (int s = 0; s < newTokens; s++)
-                {
-                    for (int b = 0; b < batch; b++) next[b] = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits.AsSpan(b * V, V));
-                    if (s + 1 < newTokens) logits = model.Extend(cache, next);
-                }
+                // the prompt gives the first new token; each further one costs a one-position step
+                var next = model.ExtendGreedy(cache, ids);
+                for (int s = 1; s < newTokens; s++) next = model.ExtendGreedy(cache, next);
             }
             if (i >= warmup) ms[i - warmup] = sw.Elapsed.TotalMilliseconds;
             progress?.Report((i + 1.0) / (warmup + runs));

@@ -68,14 +68,39 @@ public sealed partial class CausalLM
     /// </summary>
     public float[] Extend(KvCache cache, ReadOnlySpan<int> ids)
     {
-        int B = cache.Batch, V = Config.VocabSize;
+        using var outer = new Scope(Backend);
+        var logits = ExtendLogits(cache, ids, outer);
+        var last = GC.AllocateUninitializedArray<float>(cache.Batch * Config.VocabSize);   // every element is written next
+        Backend.ToHost(logits, last);
+        return last;
+    }
+
+    /// <summary>
+    /// <see cref="Extend"/>, returning each sequence's greedy next token instead of its logits: the argmax is taken on
+    /// the backend (<see cref="IBackend.ArgMax"/>, TensorPrimitives.IndexOfMax's order), so B ints come back instead of
+    /// B·V floats.
+    /// </summary>
+    public int[] ExtendGreedy(KvCache cache, ReadOnlySpan<int> ids)
+    {
+        using var outer = new Scope(Backend);
+        var logits = ExtendLogits(cache, ids, outer);
+        var next = outer.A(DType.I32, cache.Batch);
+        Backend.ArgMax(next, logits);
+        var r = new int[cache.Batch];
+        Backend.ToHostInt(next, r);
+        return r;
+    }
+
+    /// <summary>Extend's work up to the logits [B, V] on the backend (owned by <paramref name="outer"/>).</summary>
+    Tensor ExtendLogits(KvCache cache, ReadOnlySpan<int> ids, Scope outer)
+    {
+        int B = cache.Batch;
         if (cache.Owner != this || cache.Layers != NumLayers) throw new ArgumentException("the KV cache belongs to another model (or to this one before layers were removed)");
         if (ids.Length == 0 || ids.Length % B != 0) throw new ArgumentException($"{ids.Length} ids for {B} sequence(s): need T ≥ 1 per sequence");
         int T = ids.Length / B, N = B * T;
         if (cache.Length + T > cache.Capacity)
             throw new ArgumentException($"{cache.Length} cached + {T} new positions exceed the cache's capacity of {cache.Capacity}");
         var be = Backend; var c = Config;
-        using var outer = new Scope(be);
         var idsT = outer.Track(be.FromHostInt(ids, N));
         var (x, _, _) = Embed(idsT, N, T, cache.Length, outer);
         if (c.RotaryDim > 0)
@@ -105,9 +130,6 @@ public sealed partial class CausalLM
             be.Embedding(xl, outer.Track(be.FromHostInt(lastRows, B)), x, null, 1, 0);
             x = xl;
         }
-        var logits = HeadForward(x, B, outer).Logits;
-        var last = GC.AllocateUninitializedArray<float>(B * V);   // every element is written next
-        be.ToHost(logits, last);
-        return last;
+        return HeadForward(x, B, outer).Logits;
     }
 }

@@ -367,4 +367,34 @@ public class CudaOpParityTests
         p.Check("adamw v", gvv, cvv, 1e-5);
         p.Check("adamw param", gp, cp, p.FwdTol);
     }
+
+    /// <summary>
+    /// Row argmax against the CPU backend (TensorPrimitives.IndexOfMax). Values are multiples of 1/8 in [−4, 4], exact in
+    /// bf16, so rows have many ties (the lowest index must win), plus rows with NaNs, ±0 and −inf. The output is
+    /// poisoned with −1 first. Widths cover one partial warp, several partial blocks and Llama/OPT vocabularies.
+    /// </summary>
+    [Theory, MemberData(nameof(Modes))]
+    public void ArgMax(DType d)
+    {
+        var p = new Parity(d, 12);
+        foreach (var (N, V) in new[] { (1, 1), (3, 7), (5, 33), (4, 1000), (64, 32000), (2, 50272), (3, 2048) })
+        {
+            var x = new float[N * V];
+            for (int i = 0; i < x.Length; i++) x[i] = p.Rng.Next(-32, 33) / 8f;
+            if (N >= 3 && V >= 7)
+            {
+                x[0 * V + V - 1] = float.NaN; x[0 * V + V / 2] = float.NaN;               // row 0: the first NaN
+                for (int j = 0; j < V; j++) x[1 * V + j] = j % 2 == 0 ? -0f : -1f;        // row 1: −0 only ...
+                x[1 * V + V - 2] = 0f;                                                     // ... and one +0 near the end
+                for (int j = 0; j < V; j++) x[2 * V + j] = float.NegativeInfinity;        // row 2: all −inf
+            }
+            var (gx, cx) = p.Both(x, d, N, V);
+            var go = p.Gpu.Alloc(DType.I32, N); p.Gpu.FillBits(go, 0xFFFFFFFFu);
+            var co = p.Cpu.Alloc(DType.I32, N);
+            p.Gpu.ArgMax(go, gx); p.Cpu.ArgMax(co, cx);
+            var gi = new int[N]; var ci = new int[N];
+            p.Gpu.ToHostInt(go, gi); p.Cpu.ToHostInt(co, ci);
+            Assert.True(ci.SequenceEqual(gi), $"argmax N={N} V={V}: cuda [{string.Join(",", gi)}] vs cpu [{string.Join(",", ci)}]");
+        }
+    }
 }

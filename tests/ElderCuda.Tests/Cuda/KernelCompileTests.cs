@@ -65,7 +65,7 @@ public class KernelCompileTests
     [Fact]
     public void EveryFamilyIsEmbedded()
     {
-        var expected = new[] { "act", "adamw", "attention", "crossentropy", "elementwise", "embedding", "layernorm", "reduce", "rmsnorm", "rope" };
+        var expected = new[] { "act", "adamw", "argmax", "attention", "crossentropy", "elementwise", "embedding", "layernorm", "reduce", "rmsnorm", "rope" };
         Assert.Equal(expected, KernelSources.Families);
         Assert.Contains(KernelSources.Headers, h => h.name == "common.cuh");
     }

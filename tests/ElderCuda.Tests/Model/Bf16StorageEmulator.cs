@@ -47,6 +47,8 @@ public sealed class Bf16StorageEmulator : IBackend
     public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape) => cpu.FromHostInt(data, shape);
     public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data) { cpu.CopyFromHost(dst, data); Round(dst); }
     public void ToHost(Tensor t, Span<float> dst) => cpu.ToHost(t, dst);
+    public void ToHostInt(Tensor t, Span<int> dst) => cpu.ToHostInt(t, dst);
+    public void ArgMax(Tensor output, Tensor x) => cpu.ArgMax(output, x);
     public void Zero(Tensor t) => cpu.Zero(t);
     public void Copy(Tensor dst, Tensor src) { cpu.Copy(dst, src); Round(dst); }
     public void Synchronize() { }

@@ -176,6 +176,15 @@ public sealed partial class CpuBackend
         });
     }
 
+    public void ArgMax(Tensor output, Tensor x)
+    {
+        var o = C(output).I ?? throw new ArgumentException($"ArgMax: output {output} must be I32");
+        var xs = F(x);
+        int V = x.Cols, N = x.Rows;
+        if (V < 1 || output.Count != N) throw new ArgumentException($"ArgMax: output {output} does not hold one index per row of {x}");
+        for (int n = 0; n < N; n++) o[n] = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(xs.AsSpan(n * V, V));
+    }
+
     public void AdamW(Tensor param, Tensor master, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
     {
         var p = F(master); var g = F(grad); var ms = F(m); var vs = F(v); var outp = F(param);

@@ -52,6 +52,13 @@ public sealed partial class CpuBackend : IBackend
         else for (int i = 0; i < c.I!.Length; i++) dst[i] = c.I[i];
     }
 
+    public void ToHostInt(Tensor t, Span<int> dst)
+    {
+        var c = C(t);
+        if (c.I is null) throw new ArgumentException($"ToHostInt: {t} is not an integer tensor");
+        c.I.AsSpan().CopyTo(dst);
+    }
+
     public void Zero(Tensor t)
     {
         var c = C(t);

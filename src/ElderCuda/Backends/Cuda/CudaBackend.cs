@@ -310,6 +310,19 @@ public sealed unsafe partial class CudaBackend : IBackend
         DTypes.ToFloat32(t.DType, new ReadOnlySpan<byte>(staging, (int)t.Bytes), dst[..(int)t.Count]);
     }
 
+    public void ToHostInt(Tensor t, Span<int> dst)
+    {
+        Need(t, DType.I32, "ToHostInt", "t");
+        if (dst.Length < t.Count) throw new ArgumentException($"destination of {dst.Length} for {t}");
+        if (t.Bytes == 0) return;
+        Enter();
+        fixed (int* p = dst)
+        {
+            Driver.MemcpyDtoHAsync(p, Cu(t).Ptr, (ulong)t.Bytes, _stream);
+            Driver.StreamSynchronize(_stream);
+        }
+    }
+
     /// <summary>Downloads up to this size go through the pinned staging buffer; larger ones (checkpoint export) do not.</summary>
     const long PinnedStagingLimit = 256L << 20;
     IntPtr _pinned;
