@@ -1,6 +1,7 @@
 // CPU backend op benchmark at llama-24L's training shapes (N = 8 × 512 tokens, hidden 256, MLP 768, vocab 4096;
 // attention B 8, T 512, 4 heads over 2 kv heads, head dim 64). Each op: best wall time of repeated calls over 2 s,
 // and GFLOPS from its exact flop count (causal attention: the lower triangle only; backward counted as 2× forward).
+// The last line, the host-offloaded AdamW over 64 M values, reports GB/s in that column instead.
 // Figures and the commit they compare are in bench/RESULTS.md ("Fifth session").
 using System.Diagnostics;
 using ElderCuda.Backends.Cpu;
@@ -32,4 +33,11 @@ foreach (var (In, Out) in new[] { (256, 256), (256, 768), (768, 256), (256, 4096
     double f = 2.0 * 2 * B * H * (Tq * (Tq + 1) / 2.0) * hd;
     Time("attn fwd", f, () => be.Attention(o, lse, q, k, v, B, Tq, H, KV, hd, 0.125f));
     Time("attn bwd", 2 * f, () => be.AttentionBackward(dq, dk, dv, o, q, k, v, o, lse, B, Tq, H, KV, hd, 0.125f));
+}
+{
+    // the host-offloaded optimiser's update (AdamW.cs, OnHost): 64 M fp32 elements, in place on the master
+    int n = 64 << 20;
+    var p = T(n); var g = T(n); var m = T(n); var v = T(n);
+    // the GFLOPS column reads as GB/s here: 28 bytes move per element (read p g m v, write p m v)
+    Time("adamw 64M (host offload), GB/s", 28.0 * n, () => be.AdamW(p, p, g, m, v, 1e-5f, 0.9f, 0.999f, 1e-8f, 0.01f, 3));
 }
