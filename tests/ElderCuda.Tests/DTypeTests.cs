@@ -20,21 +20,34 @@ public class DTypeTests
     /// <summary>
     /// Every bfloat16 bit pattern (NaNs, infinities, subnormals, both zeros) widens to the float32 whose top half it is,
     /// bit for bit, through the vectorised bulk conversion; lengths that are not a multiple of the vector width run
-    /// the scalar tail too, and an offset start checks unaligned spans.
+    /// the scalar tail too, an offset start checks unaligned spans, and past 1 M values the work is split over all cores.
     /// </summary>
     [Theory]
     [InlineData(0, 65536)]
     [InlineData(3, 65533)]
     [InlineData(1, 13)]
+    [InlineData(5, 65536 * 17 + 3)]
     public void Bf16BulkConversionIsExactForEveryPattern(int start, int count)
     {
-        var bits = new ushort[65536];
+        var bits = new ushort[Math.Max(65536, start + count)];
         for (int i = 0; i < bits.Length; i++) bits[i] = (ushort)(i * 40503);   // a permutation: neighbours differ
         var src = System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan(start, count));
         var dst = new float[count];
         DTypes.ToFloat32(DType.BF16, src, dst);
         for (int i = 0; i < count; i++)
             Assert.Equal((uint)bits[start + i] << 16, BitConverter.SingleToUInt32Bits(dst[i]));
+    }
+
+    /// <summary>float32 bytes → float32 past the parallel threshold (the gradient download): every bit pattern kept, NaN payloads too.</summary>
+    [Fact]
+    public void F32BulkDecodingKeepsEveryBit()
+    {
+        var rng = new Random(9);
+        var bits = new uint[(1 << 20) + 7];
+        for (int i = 0; i < bits.Length; i++) bits[i] = (uint)rng.NextInt64(1L << 32);
+        var dst = new float[bits.Length];
+        DTypes.ToFloat32(DType.F32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()), dst);
+        for (int i = 0; i < bits.Length; i++) Assert.Equal(bits[i], BitConverter.SingleToUInt32Bits(dst[i]));
     }
 
     /// <summary>

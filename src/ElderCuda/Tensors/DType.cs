@@ -101,12 +101,36 @@ public static class DTypes
     public static float F16ToFloat(ushort h) => (float)BitConverter.UInt16BitsToHalf(h);
     public static ushort FloatToF16(float f) => BitConverter.HalfToUInt16Bits((Half)f);
 
-    /// <summary>Decode raw little-endian bytes of <paramref name="t"/> into float32.</summary>
+    /// <summary>
+    /// Decode raw little-endian bytes of <paramref name="t"/> into float32; large spans on all cores (the host-offloaded
+    /// optimiser brings every gradient down each step: 27 GB of fp32 at Llama-2-7B's size).
+    /// </summary>
     public static void ToFloat32(DType t, ReadOnlySpan<byte> src, Span<float> dst)
     {
         int n = dst.Length;
         if (src.Length != (long)n * t.SizeOf())
             throw new ArgumentException($"byte length {src.Length} does not match {n} elements of {t}");
+        const int chunk = 1 << 18;
+        if (n < 4 * chunk) { ToFloat32Chunk(t, src, dst); return; }
+        int size = t.SizeOf();
+        unsafe
+        {
+            fixed (byte* ps = src)
+            fixed (float* pd = dst)
+            {
+                byte* s0 = ps; float* d0 = pd;
+                Parallel.For(0, (n + chunk - 1) / chunk, c =>
+                {
+                    int start = c * chunk, len = Math.Min(chunk, n - start);
+                    ToFloat32Chunk(t, new ReadOnlySpan<byte>(s0 + (long)start * size, len * size), new Span<float>(d0 + start, len));
+                });
+            }
+        }
+    }
+
+    static void ToFloat32Chunk(DType t, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int n = dst.Length;
         switch (t)
         {
             case DType.F32:
