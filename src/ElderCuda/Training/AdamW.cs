@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using ElderCuda.Backends;
 using ElderCuda.Model;
 using ElderCuda.Tensors;
@@ -95,11 +96,28 @@ public sealed class AdamWOptimizer : IDisposable
             }
             // host offload: gradient down, the same fused op on the host, weights up
             var g = (Backends.Cpu.CpuTensor)_gradScratch!;
+            long t0 = Stopwatch.GetTimestamp();
             _b.ToHost(s.P.Grad, g.Span[..(int)s.P.Grad.Count]);
+            long t1 = Stopwatch.GetTimestamp();
             _host.AdamW(s.Master, s.Master, g, s.M, s.V, lr, Beta1, Beta2, Eps, WeightDecay, StepCount);
+            long t2 = Stopwatch.GetTimestamp();
             _b.CopyFromHost(s.P.Value, ((Backends.Cpu.CpuTensor)s.Master).Span);
+            long t3 = Stopwatch.GetTimestamp();
+            HostTimes = new(HostTimes.Download + Sec(t1 - t0), HostTimes.Update + Sec(t2 - t1), HostTimes.Upload + Sec(t3 - t2));
         }
     }
+
+    static double Sec(long ticks) => ticks / (double)Stopwatch.Frequency;
+
+    /// <summary>Seconds spent so far in the host-offloaded steps: gradients down, AdamW on the host, weights up.</summary>
+    public readonly record struct OffloadTimes(double Download, double Update, double Upload)
+    {
+        public double Total => Download + Update + Upload;
+        public static OffloadTimes operator -(OffloadTimes a, OffloadTimes b) => new(a.Download - b.Download, a.Update - b.Update, a.Upload - b.Upload);
+    }
+
+    /// <summary>Where the host-offloaded steps spent their time, summed over all steps (zero without offload).</summary>
+    public OffloadTimes HostTimes { get; private set; }
 
     /// <summary>Host copies of masters and moments, keyed by parameter name, for a resumable checkpoint.</summary>
     public void SaveState(IDictionary<string, float[]> into)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json.Nodes;
 using ElderCuda.Backends;
 using ElderCuda.Model;
@@ -112,6 +113,8 @@ public static class Trainer
 
         for (int epoch = startEpoch; epoch < o.Epochs; epoch++)
         {
+            long epochStart = Stopwatch.GetTimestamp(), optTicks = 0;
+            var hostBefore = opt.HostTimes;
             var order = PruneUtil.Shuffle(n, unchecked(o.Seed * 1_000_003 + epoch * 7919 + 17));
             for (int i = 0; i < n; i += o.Batch)
             {
@@ -128,9 +131,13 @@ public static class Trainer
                 });
                 int step = opt.StepCount + 1;
                 double lr = sched.At(step);
+                long optStart = Stopwatch.GetTimestamp();
                 opt.Step((float)lr);
+                optTicks += Stopwatch.GetTimestamp() - optStart;
                 res.Steps.Add(new StepLog(phase, epoch, step, lr, r.Loss + r.RegLoss, r.Loss, r.RegLoss));
             }
+            log?.Invoke($"{phase}: epoch {epoch + 1} timing: " + StepTiming(Stopwatch.GetTimestamp() - epochStart, optTicks, (n + o.Batch - 1) / o.Batch,
+                opt.OffloadedToHost ? opt.HostTimes - hostBefore : null));
             double ce = HeldBack();
             res.HeldBackCe.Add(ce);
             if (ce < res.BestHeldBackCe)
@@ -166,6 +173,18 @@ public static class Trainer
         model.FreeGrads();
         foreach (var p in model.Parameters) p.Trainable = true;
         return res;
+    }
+
+    /// <summary>
+    /// "S s/step (forward+backward F s, optimiser O s)", and for a host-offloaded optimiser its three parts, per step: where
+    /// a 7B run's time goes (bench/RESULTS.md).
+    /// </summary>
+    internal static string StepTiming(long epochTicks, long optTicks, int steps, AdamWOptimizer.OffloadTimes? host)
+    {
+        double f = Stopwatch.Frequency, per = epochTicks / f / steps, opt = optTicks / f / steps;
+        var s = $"{per:F3} s/step over {steps} steps (forward+backward {per - opt:F3} s, optimiser {opt:F3} s";
+        if (host is { } h) s += $" on the host: gradients down {h.Download / steps:F3} s, AdamW {h.Update / steps:F3} s, weights up {h.Upload / steps:F3} s";
+        return s + ")";
     }
 
     /// <summary>Keep the non-training arrays already in the checkpoint (earlier stages' state) and replace the training ones.</summary>

@@ -38,6 +38,9 @@ public class HostOffloadTests
             double e = Rel.Error(host[i], dev[i]);
             Assert.True(e < 1e-6, $"{m1.Parameters[i].Name}: rel err {e:E2}");
         }
+        // the offloaded run accounted its three parts; the on-device one has none
+        Assert.True(o2.HostTimes.Download > 0 && o2.HostTimes.Update > 0 && o2.HostTimes.Upload > 0, $"offloaded: {o2.HostTimes}");
+        Assert.Equal(0, o1.HostTimes.Total);
         // and the weights moved (the comparison is not between two untouched models)
         var fresh = CausalLM.Load(TestPaths.HfTiny("llama-gqa"), new CpuBackend());
         Assert.True(Rel.Error(dev[1], fresh.ReadParameter(m1.Parameters[1].Name)) > 1e-5);
