@@ -17,6 +17,10 @@
 #        prefill and generation of the pruned 7B against the dense one;
 #     7. one default `eldr prune --method auto` on llama-24L (PRUNING.md's protocol), its perplexities, the export
 #        reloaded by transformers, generation speed (ours vs transformers, same GPU), the KV-cache check, zero-shot.
+#
+# Seventh session (no GPU) added, for the next GPU run: the device-side argmax for decoding (CudaOpParityTests.ArgMax,
+# and `eldr speed --generate` now uses it), chunked pinned transfers (CudaRuntimeTests.LargeTransfers...), and the
+# per-epoch timing line of stage 2 (gradients down / AdamW / weights up), which step 6 prints.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -126,7 +130,7 @@ SH
   setsid nohup bash /tmp/runauto.sh > /dev/null 2>&1 < /dev/null &
   el "== 6. the 7B-shaped run"
   for i in $(seq 1 72); do [ -f /tmp/7b.done ] && break; sleep 5; done
-  { tail -1 /tmp/make7b.log; cat /tmp/7b-info.txt; grep -E "elder_stage|Maximum resident|Elapsed|removed|rror|rc=" /tmp/7b-prune.log
+  { tail -1 /tmp/make7b.log; cat /tmp/7b-info.txt; grep -E "elder_stage|timing|Maximum resident|Elapsed|removed|rror|rc=" /tmp/7b-prune.log
     python3 - <<'PY'
 import json, csv
 try:
