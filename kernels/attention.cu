@@ -492,6 +492,181 @@ __device__ void attention_fwd_tc(TO* out, float* lse, const bf16* q, const bf16*
     }
 }
 
+// ------------------------------------------------------------------------------------------------
+// Forward, pipelined ("tc2"): the algorithm and tiles of attention_fwd_tc, with the K and V tiles copied
+// by cp.async (sm_80) straight into shared memory, rows past T zero-filled, while the previous step still
+// computes: K of the next tile loads during this tile's softmax and P·V, V during the next S = Q·Kᵀ (as
+// FlashAttention-2 does). B fragments come from ldmatrix: K as stored ([key][dim] rows are the col-major
+// B of Q·Kᵀ), V transposed on the fly by ldmatrix.trans, so no transposing stores. Only the diagonal tile
+// is masked. Needs 16-byte aligned q, k, v rows (the launcher checks). Selected with ELDR_ATTENTION=tc2
+// until a GPU run has measured it against attention_fwd_tc.
+// ------------------------------------------------------------------------------------------------
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+    unsigned r;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
+    return r;
+}
+// 16 bytes global → shared, asynchronously; valid = false writes 16 zero bytes (src is not read)
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// wait until at most N of this thread's committed groups are still in flight
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+// four 8×8 bf16 matrices; lane l gives the address of row l%8 of matrix l/8, and gets, of matrix i in r[i],
+// elements (row l/4, cols 2(l%4), +1): with .trans, (rows 2(l%4), +1, col l/4)
+__device__ __forceinline__ void ldsm_x4(unsigned* r, unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(unsigned* r, unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+// rows [t0, t0+64) of a [B·T, stride] bf16 matrix, columns colOff..colOff+HD, into smem [64][LD] by cp.async
+template <int HD>
+__device__ __forceinline__ void cp_tile64(unsigned short* dst, int LD, const bf16* src, long long stride, long long colOff,
+                                          int b, int T_, int t0) {
+    constexpr int CH = HD / 8;   // 16-byte chunks per row
+    for (int e = threadIdx.x; e < 64 * CH; e += TC_THREADS) {
+        const int r = e / CH, c = e - r * CH, t = t0 + r;
+        const bool ok = t < T_;
+        const bf16* g = src + ((long long)b * T_ + (ok ? t : 0)) * stride + colOff + c * 8;   // a valid address either way
+        cp_async16(smem_u32(dst + r * LD + c * 8), g, ok);
+    }
+}
+
+template <int HD, typename TO>
+__device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                  int B, int T_, int nH, int nKv, float scale) {
+    constexpr int BR = 64, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8;
+    static_assert(DN % 2 == 0, "P·V takes two 8-dim column blocks per ldmatrix.x4");
+    __shared__ __align__(16) unsigned short Ks[BC * LD];
+    __shared__ __align__(16) unsigned short Vs[BC * LD];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int mi = lane >> 3, lr = lane & 7;                  // this lane's ldmatrix row: matrix mi, row lr
+    const int qt = gridDim.x - 1 - blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / (nH / nKv);
+    const long long qs = (long long)nH * HD, ks = (long long)nKv * HD, kvOff = (long long)kvh * HD;
+    const int q0 = qt * BR, r0 = q0 + warp * 16 + g, r1 = r0 + 8;
+    const int kEnd = min(T_, q0 + BR);
+    const int nkt = (kEnd + BC - 1) / BC;
+
+    cp_tile64<HD>(Ks, LD, k, ks, kvOff, b, T_, 0); cp_async_commit();
+    cp_tile64<HD>(Vs, LD, v, ks, kvOff, b, T_, 0); cp_async_commit();
+
+    unsigned qa[KS][4];
+    {
+        const unsigned* p0 = (const unsigned*)(q + ((long long)b * T_ + r0) * qs + (long long)h * HD);
+        const unsigned* p1 = (const unsigned*)(q + ((long long)b * T_ + r1) * qs + (long long)h * HD);
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            qa[kk][0] = r0 < T_ ? p0[kk * 8 + t] : 0u;
+            qa[kk][1] = r1 < T_ ? p1[kk * 8 + t] : 0u;
+            qa[kk][2] = r0 < T_ ? p0[kk * 8 + 4 + t] : 0u;
+            qa[kk][3] = r1 < T_ ? p1[kk * 8 + 4 + t] : 0u;
+        }
+    }
+    float o[DN][4];
+#pragma unroll
+    for (int i = 0; i < DN; i++) { o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f; }
+    float m0 = -ELDR_INF, m1 = -ELDR_INF, l0 = 0.f, l1 = 0.f;
+    const unsigned ksBase = smem_u32(Ks), vsBase = smem_u32(Vs);
+
+    for (int kt = 0; kt < nkt; kt++) {
+        const int k0 = kt * BC;
+        cp_async_wait<1>();          // K tile kt is in (V tile kt may still be on its way)
+        __syncthreads();
+        float s[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; j++) { s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f; }
+#pragma unroll
+        for (int j = 0; j < 8; j += 2) {
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++) {
+                // matrices: keys j·8.. and (j+1)·8.., dims kk·16.. and kk·16+8.. → b0, b1 of s[j] and of s[j+1]
+                unsigned bf[4];
+                ldsm_x4(bf, ksBase + 2u * (unsigned)((j * 8 + (mi >> 1) * 8 + lr) * LD + kk * 16 + (mi & 1) * 8));
+                mma16816(s[j], qa[kk], bf[0], bf[1]);
+                mma16816(s[j + 1], qa[kk], bf[2], bf[3]);
+            }
+        }
+        __syncthreads();             // every warp is done with Ks: the next K tile may overwrite it
+        if (kt + 1 < nkt) cp_tile64<HD>(Ks, LD, k, ks, kvOff, b, T_, k0 + BC);
+        cp_async_commit();           // (empty on the last tile, so the group count stays uniform)
+
+        float mx0 = -ELDR_INF, mx1 = -ELDR_INF;
+        if (kt == nkt - 1) {         // the diagonal tile: causal mask, and keys past T (zero-filled rows)
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const int kj = k0 + j * 8 + 2 * t;
+                s[j][0] = (kj <= r0 && kj < T_) ? s[j][0] * scale : -ELDR_INF;
+                s[j][1] = (kj + 1 <= r0 && kj + 1 < T_) ? s[j][1] * scale : -ELDR_INF;
+                s[j][2] = (kj <= r1 && kj < T_) ? s[j][2] * scale : -ELDR_INF;
+                s[j][3] = (kj + 1 <= r1 && kj + 1 < T_) ? s[j][3] * scale : -ELDR_INF;
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; j++) { s[j][0] *= scale; s[j][1] *= scale; s[j][2] *= scale; s[j][3] *= scale; }
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+            mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);   // finite: key 0 is visible to every row
+        const float a0 = __expf(m0 - mn0), a1 = __expf(m1 - mn1);
+        m0 = mn0; m1 = mn1;
+        float rs0 = 0.f, rs1 = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            s[j][0] = __expf(s[j][0] - mn0); s[j][1] = __expf(s[j][1] - mn0);
+            s[j][2] = __expf(s[j][2] - mn1); s[j][3] = __expf(s[j][3] - mn1);
+            rs0 += s[j][0] + s[j][1]; rs1 += s[j][2] + s[j][3];
+        }
+        l0 = l0 * a0 + rs0; l1 = l1 * a1 + rs1;
+#pragma unroll
+        for (int i = 0; i < DN; i++) { o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1; }
+
+        cp_async_wait<1>();          // V tile kt is in (groups complete in order; the next K may be on its way)
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {             // 16 keys per step
+            unsigned pa[4] = { pack2(s[2 * kk][0], s[2 * kk][1]), pack2(s[2 * kk][2], s[2 * kk][3]),
+                               pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
+#pragma unroll
+            for (int dn = 0; dn < DN; dn += 2) {
+                // matrices: keys kk·16.. and kk·16+8.., dims dn·8.. and (dn+1)·8.., transposed → b0, b1 of o[dn] and o[dn+1]
+                unsigned bf[4];
+                ldsm_x4_t(bf, vsBase + 2u * (unsigned)((kk * 16 + (mi & 1) * 8 + lr) * LD + (dn + (mi >> 1)) * 8));
+                mma16816(o[dn], pa, bf[0], bf[1]);
+                mma16816(o[dn + 1], pa, bf[2], bf[3]);
+            }
+        }
+        __syncthreads();             // every warp is done with Vs
+        if (kt + 1 < nkt) cp_tile64<HD>(Vs, LD, v, ks, kvOff, b, T_, k0 + BC);
+        cp_async_commit();
+    }
+    cp_async_wait<0>();
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = 1.f / l0, i1 = 1.f / l1;
+    if (r0 < T_) {
+        TO* p = out + ((long long)b * T_ + r0) * qs + (long long)h * HD;
+#pragma unroll
+        for (int dn = 0; dn < DN; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][0] * i0, o[dn][1] * i0);
+        if (t == 0) lse[((long long)b * nH + h) * T_ + r0] = m0 + logf(l0);
+    }
+    if (r1 < T_) {
+        TO* p = out + ((long long)b * T_ + r1) * qs + (long long)h * HD;
+#pragma unroll
+        for (int dn = 0; dn < DN; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][2] * i1, o[dn][3] * i1);
+        if (t == 0) lse[((long long)b * nH + h) * T_ + r1] = m1 + logf(l1);
+    }
+}
+
 // Backward: block = (64-key tile, kv head, batch), 4 warps, warp w owns keys w·16..+16 of the tile and
 // their dK, dV accumulators; query tiles of 32. Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ come out key-major, so
 // Pᵀ and dSᵀ feed dV += Pᵀ·dO and dK += dSᵀ·Q directly; dS goes through shared memory for
@@ -648,6 +823,12 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc_h
 extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc_f32out_hd##HD( \
     float* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
 { attention_fwd_tc<HD, float>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc2_hd##HD( \
+    bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_fwd_tc2<HD, bf16>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc2_f32out_hd##HD( \
+    float* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_fwd_tc2<HD, float>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
 extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_bwd_bf16_tc_hd##HD( \
     float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, \
     int B, int T_, int nH, int nKv, int hd, float scale) \

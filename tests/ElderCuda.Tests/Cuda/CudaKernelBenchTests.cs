@@ -62,6 +62,14 @@ public class CudaKernelBenchTests
                 Report($"attention_bwd {tag}", b, $"{2.5 * flopsF / b / 1e9:F1} TFLOP/s");
             }
             be.TensorCoreAttention = true;
+            // the pipelined tensor-core forward (cp.async, ldmatrix), opt-in until measured here
+            be.PipelinedAttention = true;
+            try
+            {
+                float f2 = Median(be, () => be.Attention(o, lse, q, k, v, B, T, H, Hkv, hd, scale));
+                Report($"attention_fwd B={B} T={T} H={H}/{Hkv} hd={hd} bf16 tensor cores pipelined (tc2)", f2, $"{4.0 * B * H * (double)T * T * hd / 2 / f2 / 1e9:F1} TFLOP/s");
+            }
+            finally { be.PipelinedAttention = false; }
         }
 
         {

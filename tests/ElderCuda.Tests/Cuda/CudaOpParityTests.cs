@@ -170,6 +170,33 @@ public class CudaOpParityTests
         return t;
     }
 
+    /// <summary>The pipelined tensor-core forward (attention_fwd_bf16_tc2), at the tensor-core cases' shapes plus T = 64 and 128 (no partial tile).</summary>
+    public static TheoryData<bool, int, int, int, int, int> PipelinedAttentionCases()
+    {
+        var t = new TheoryData<bool, int, int, int, int, int>();
+        foreach (var f32Out in new[] { false, true })
+        {
+            t.Add(f32Out, 2, 67, 4, 2, 16);
+            t.Add(f32Out, 1, 67, 4, 4, 32);
+            t.Add(f32Out, 2, 37, 8, 2, 64);
+            t.Add(f32Out, 1, 130, 4, 1, 80);
+            t.Add(f32Out, 1, 67, 6, 2, 128);
+            t.Add(f32Out, 1, 200, 4, 4, 96);
+            t.Add(f32Out, 2, 64, 4, 2, 128);
+            t.Add(f32Out, 1, 128, 2, 2, 64);
+        }
+        return t;
+    }
+
+    [Theory, MemberData(nameof(PipelinedAttentionCases))]
+    public void PipelinedAttention(bool f32Out, int B, int T, int H, int Hkv, int hd)
+    {
+        var p = new Parity(DType.BF16, 6 + hd);
+        p.Gpu.PipelinedAttention = true;
+        try { AttentionCase(p, DType.BF16, f32Out ? DType.F32 : DType.BF16, B, T, H, Hkv, hd, " tc2" + (f32Out ? " f32out" : "")); }
+        finally { p.Gpu.PipelinedAttention = false; }
+    }
+
     [Theory, MemberData(nameof(AttentionCases))]
     public void Attention(DType d, bool tensorCores, bool f32Out, int B, int T, int H, int Hkv, int hd)
     {

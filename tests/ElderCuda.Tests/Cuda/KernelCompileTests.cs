@@ -50,6 +50,8 @@ public class KernelCompileTests
         {
             names.Add(CudaBackend.AttentionForwardKernel(DType.BF16, false, true, hd));
             names.Add(CudaBackend.AttentionForwardKernel(DType.BF16, true, true, hd));
+            names.Add(CudaBackend.AttentionForwardKernel(DType.BF16, false, true, hd, pipelined: true));
+            names.Add(CudaBackend.AttentionForwardKernel(DType.BF16, true, true, hd, pipelined: true));
             names.Add(CudaBackend.AttentionBackwardKernel(DType.BF16, true, hd));
         }
         foreach (var d in new[] { DType.F32, DType.BF16 })
@@ -58,6 +60,7 @@ public class KernelCompileTests
             names.Add(CudaBackend.AttentionCacheAppendKernel(d));
         }
         Assert.Contains("attention_fwd_bf16_tc_f32out_hd128", names);
+        Assert.Contains("attention_fwd_bf16_tc2_f32out_hd128", names);
         foreach (var name in names.Distinct())
             Assert.True(ptx.Contains(".entry " + name + "("), $"{name} is not in the compiled attention module");
     }

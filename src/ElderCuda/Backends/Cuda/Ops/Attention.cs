@@ -4,7 +4,8 @@ namespace ElderCuda.Backends.Cuda;
 
 // kernels/attention.cu: tiled flash attention, forward and backward, lse saved. Two implementations:
 // fp32 CUDA-core tiles (any dtype, head dims up to 256; the F32 parity path) and, for BF16 with a head
-// dim in {16, 32, 64, 80, 96, 128}, tensor-core tiles (mma.sync bf16 → fp32), as FlashAttention-2.
+// dim in {16, 32, 64, 80, 96, 128}, tensor-core tiles (mma.sync bf16 → fp32), as FlashAttention-2; the
+// tensor-core forward also comes pipelined (cp.async, ldmatrix), opt-in until measured on a GPU.
 public sealed partial class CudaBackend
 {
     /// <summary>
@@ -12,6 +13,13 @@ public sealed partial class CudaBackend
     /// environment variable ELDR_ATTENTION=simt turns them off).
     /// </summary>
     public bool TensorCoreAttention { get; set; } = Environment.GetEnvironmentVariable("ELDR_ATTENTION") != "simt";
+
+    /// <summary>
+    /// Use the pipelined tensor-core forward (attention_fwd_bf16_tc2: cp.async and ldmatrix) where the tensor-core path
+    /// runs and q, k, v are 16-byte aligned. Off by default until a GPU run has checked and timed it; the environment
+    /// variable ELDR_ATTENTION=tc2 turns it on.
+    /// </summary>
+    public bool PipelinedAttention { get; set; } = Environment.GetEnvironmentVariable("ELDR_ATTENTION") == "tc2";
 
     bool UseTc(DType d, int headDim) =>
         TensorCoreAttention && d == DType.BF16 && Arch >= 80 && TensorCoreHeadDims.Contains(headDim);
@@ -29,8 +37,8 @@ public sealed partial class CudaBackend
     internal static readonly int[] TensorCoreHeadDims = [16, 32, 64, 80, 96, 128];
 
     // Kernel names, in one place so that a test can check each against the compiled PTX without a GPU.
-    internal static string AttentionForwardKernel(DType q, bool f32Out, bool tensorCores, int headDim) => tensorCores
-        ? $"attention_fwd_bf16_tc{(f32Out ? "_f32out" : "")}_hd{headDim}"
+    internal static string AttentionForwardKernel(DType q, bool f32Out, bool tensorCores, int headDim, bool pipelined = false) => tensorCores
+        ? $"attention_fwd_bf16_tc{(pipelined ? "2" : "")}{(f32Out ? "_f32out" : "")}_hd{headDim}"
         : $"attention_fwd_{Sfx(q)}{(f32Out ? "_f32out" : "")}_hd{AttentionTiles(headDim).hdMax}";
     internal static string AttentionBackwardPrepKernel(DType d, bool f32Out) => $"attention_bwd_prep_{Sfx(d)}{(f32Out ? "_f32out" : "")}";
     internal static string AttentionBackwardKernel(DType d, bool tensorCores, int headDim) => tensorCores
@@ -56,7 +64,9 @@ public sealed partial class CudaBackend
         var kk = As(k, q.DType, temps); var vv = As(v, q.DType, temps);
         if (UseTc(q.DType, headDim))
         {
-            Launch("attention", AttentionForwardKernel(q.DType, f32Out, true, headDim), ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), 0,
+            // cp.async moves 16-byte chunks: every row start must be 16-byte aligned (head dims are multiples of 16)
+            bool pipelined = PipelinedAttention && Cu(q).Ptr % 16 == 0 && Cu(kk).Ptr % 16 == 0 && Cu(vv).Ptr % 16 == 0;
+            Launch("attention", AttentionForwardKernel(q.DType, f32Out, true, headDim, pipelined), ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), 0,
                 P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
             Free(temps);
             return;
