@@ -20,7 +20,8 @@
 #
 # Seventh session (no GPU) added, for the next GPU run: the device-side argmax for decoding (CudaOpParityTests.ArgMax,
 # and `eldr speed --generate` now uses it), chunked pinned transfers (CudaRuntimeTests.LargeTransfers...), and the
-# per-epoch timing line of stage 2 (gradients down / AdamW / weights up), which step 6 prints.
+# per-epoch timing line of stage 2 (gradients down / AdamW / weights up), which step 6 prints; the pipelined attention
+# forward (ELDR_ATTENTION=tc2: parity in the suite, timings in STEP=k below).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -158,4 +159,24 @@ fi
 if [ "${STEP:-a}" = c ]; then
   while [ ! -f /tmp/auto.done ] && [ $(( $(date +%s) - t0 )) -lt 480 ]; do sleep 5; done
   auto_eval; el "== done"
+fi
+
+# STEP=k (seventh session): kernel timings, ours and torch's in the same call, with the pipelined attention forward
+# (tc2) beside the default; then, if STEP=a left the 7B checkpoint, its prefill with and without tc2.
+#   carry .gpu/app.tar.xz .gpu/dotnet.tar.xz .gpu/env.sh (as STEP=a)
+if [ "${STEP:-a}" = k ]; then
+  source .gpu/env.sh
+  [ -f .gpu/app/ElderCuda.Tests.dll ] || tar xJf .gpu/app.tar.xz -C .gpu
+  el "== kernel timings: ours (CudaKernelBenchTests) and torch (torch_ref.py)"
+  ELDR_BENCH=1 ELDR_BENCH_OUT="$OUT/bench.tsv" timeout 240 dotnet .gpu/app/ElderCuda.Tests.dll -class ElderCuda.Tests.Cuda.CudaKernelBenchTests > "$OUT/bench.log" 2>&1
+  grep -E "\[FAIL\]|Total:" "$OUT/bench.log"
+  timeout 120 python3 bench/gpu/torch_ref.py > "$OUT/torch.tsv" 2>&1
+  column -t -s $'\t' "$OUT/bench.tsv"; column -t -s $'\t' "$OUT/torch.tsv"
+  if [ -f /tmp/llama7b/config.json ] && [ -f /tmp/g/app/eldr.dll ]; then
+    for a in tc tc2; do
+      el "== 7B prefill 1 x 2048, attention $a"
+      ELDR_ATTENTION=$a timeout 120 dotnet /tmp/g/app/eldr.dll speed /tmp/llama7b --device cuda --seqlen 2048 --runs 10 --warmup 2 --json 2>/dev/null | tee -a "$OUT/prefill7b-tc2.jsonl"
+    done
+  fi
+  el "== done"
 fi
