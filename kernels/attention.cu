@@ -499,7 +499,7 @@ __device__ void attention_fwd_tc(TO* out, float* lse, const bf16* q, const bf16*
 // FlashAttention-2 does). B fragments come from ldmatrix: K as stored ([key][dim] rows are the col-major
 // B of Q·Kᵀ), V transposed on the fly by ldmatrix.trans, so no transposing stores. Only the diagonal tile
 // is masked. Needs 16-byte aligned q, k, v rows (the launcher checks). Selected with ELDR_ATTENTION=tc2
-// until a GPU run has measured it against attention_fwd_tc.
+// until a GPU run has measured it against attention_fwd_tc (the backward's tc2 is below).
 // ------------------------------------------------------------------------------------------------
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
     unsigned r;
@@ -523,12 +523,12 @@ __device__ __forceinline__ void ldsm_x4_t(unsigned* r, unsigned addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
-// rows [t0, t0+64) of a [B·T, stride] bf16 matrix, columns colOff..colOff+HD, into smem [64][LD] by cp.async
-template <int HD>
-__device__ __forceinline__ void cp_tile64(unsigned short* dst, int LD, const bf16* src, long long stride, long long colOff,
-                                          int b, int T_, int t0) {
+// rows [t0, t0+ROWS) of a [B·T, stride] bf16 matrix, columns colOff..colOff+HD, into smem [ROWS][LD] by cp.async
+template <int HD, int ROWS>
+__device__ __forceinline__ void cp_tile(unsigned short* dst, int LD, const bf16* src, long long stride, long long colOff,
+                                        int b, int T_, int t0) {
     constexpr int CH = HD / 8;   // 16-byte chunks per row
-    for (int e = threadIdx.x; e < 64 * CH; e += TC_THREADS) {
+    for (int e = threadIdx.x; e < ROWS * CH; e += TC_THREADS) {
         const int r = e / CH, c = e - r * CH, t = t0 + r;
         const bool ok = t < T_;
         const bf16* g = src + ((long long)b * T_ + (ok ? t : 0)) * stride + colOff + c * 8;   // a valid address either way
@@ -552,8 +552,8 @@ __device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16
     const int kEnd = min(T_, q0 + BR);
     const int nkt = (kEnd + BC - 1) / BC;
 
-    cp_tile64<HD>(Ks, LD, k, ks, kvOff, b, T_, 0); cp_async_commit();
-    cp_tile64<HD>(Vs, LD, v, ks, kvOff, b, T_, 0); cp_async_commit();
+    cp_tile<HD, 64>(Ks, LD, k, ks, kvOff, b, T_, 0); cp_async_commit();
+    cp_tile<HD, 64>(Vs, LD, v, ks, kvOff, b, T_, 0); cp_async_commit();
 
     unsigned qa[KS][4];
     {
@@ -592,7 +592,7 @@ __device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16
             }
         }
         __syncthreads();             // every warp is done with Ks: the next K tile may overwrite it
-        if (kt + 1 < nkt) cp_tile64<HD>(Ks, LD, k, ks, kvOff, b, T_, k0 + BC);
+        if (kt + 1 < nkt) cp_tile<HD, 64>(Ks, LD, k, ks, kvOff, b, T_, k0 + BC);
         cp_async_commit();           // (empty on the last tile, so the group count stays uniform)
 
         float mx0 = -ELDR_INF, mx1 = -ELDR_INF;
@@ -646,7 +646,7 @@ __device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16
             }
         }
         __syncthreads();             // every warp is done with Vs
-        if (kt + 1 < nkt) cp_tile64<HD>(Vs, LD, v, ks, kvOff, b, T_, k0 + BC);
+        if (kt + 1 < nkt) cp_tile<HD, 64>(Vs, LD, v, ks, kvOff, b, T_, k0 + BC);
         cp_async_commit();
     }
     cp_async_wait<0>();
@@ -664,6 +664,192 @@ __device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16
 #pragma unroll
         for (int dn = 0; dn < DN; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][2] * i1, o[dn][3] * i1);
         if (t == 0) lse[((long long)b * nH + h) * T_ + r1] = m1 + logf(l1);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Backward, pipelined ("tc2"): the blocks, warps and tiles of attention_bwd_tc (below), with
+// - the query tiles (Q, dO, lse, D) double-buffered: tile i+1 is copied by cp.async while tile i computes;
+// - every B fragment, and dS's A fragment, read by ldmatrix: Q, dO and K as stored, transposed where a
+//   product needs it by ldmatrix.trans, so the transposed copies Kᵀ, Qᵀ, dOᵀ are gone;
+// - dSᵀ stored key-major as 32-bit pairs (the accumulator layout) and read back transposed for dQ.
+// Shared memory at hd 128: 75 KB instead of 96 KB. Selected with ELDR_ATTENTION=tc2, like the forward.
+// ------------------------------------------------------------------------------------------------
+__device__ __forceinline__ void ldsm_x2_t(unsigned* r, unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
+
+// one query tile of head h, rows q0.., into a buffer: Q and dO by cp.async (the caller commits), lse and D by plain loads
+template <int HD, int BR>
+__device__ __forceinline__ void bwd_stage_query_tile(unsigned short* Qs, unsigned short* dOs, float* Ls, float* Ds, int LD,
+                                                     const bf16* q, const bf16* dOut, const float* lse, const float* Dv,
+                                                     long long qs, int h, int b, int T_, int nH, int q0) {
+    cp_tile<HD, BR>(Qs, LD, q, qs, (long long)h * HD, b, T_, q0);
+    cp_tile<HD, BR>(dOs, LD, dOut, qs, (long long)h * HD, b, T_, q0);
+    for (int r = threadIdx.x; r < BR; r += TC_THREADS) {
+        const int tq = q0 + r;
+        Ls[r] = tq < T_ ? lse[((long long)b * nH + h) * T_ + tq] : 0.f;
+        Ds[r] = tq < T_ ? Dv[((long long)b * nH + h) * T_ + tq] : 0.f;
+    }
+}
+
+template <int HD>
+__device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v,
+                                  const float* lse, const float* Dv, int B, int T_, int nH, int nKv, float scale) {
+    constexpr int BR = 32, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8, LQ = BR + 8;
+    static_assert(DN % 2 == 0, "dV and dK take two 8-dim column blocks per ldmatrix.x4");
+    extern __shared__ __align__(16) unsigned short tsm[];
+    unsigned short* Ks = tsm;                  // [BC][LD]
+    unsigned short* Vs = Ks + BC * LD;         // [BC][LD]
+    unsigned short* Qb = Vs + BC * LD;         // 2 × [BR][LD]
+    unsigned short* dOb = Qb + 2 * BR * LD;    // 2 × [BR][LD]
+    unsigned short* dSt = dOb + 2 * BR * LD;   // [BC][LQ]  dSᵀ, key-major
+    float* Lb = (float*)(dSt + BC * LQ);       // 2 × [BR]
+    float* Db = Lb + 2 * BR;                   // 2 × [BR]
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int mi = lane >> 3, lr = lane & 7;   // this lane's ldmatrix row: matrix mi, row lr
+    const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+    const int k0 = kt * BC, group = nH / nKv;
+    const long long qs = (long long)nH * HD, ks = (long long)nKv * HD, kvOff = (long long)kvh * HD;
+    const int kr0 = warp * 16 + g, kr1 = kr0 + 8;          // this thread's key rows within the tile
+    const int qt0 = k0 / BR, nq = (T_ + BR - 1) / BR - qt0, nIt = group * nq;
+    const unsigned ksB = smem_u32(Ks), vsB = smem_u32(Vs), dstB = smem_u32(dSt);
+
+    cp_tile<HD, BC>(Ks, LD, k, ks, kvOff, b, T_, k0);
+    cp_tile<HD, BC>(Vs, LD, v, ks, kvOff, b, T_, k0);
+    bwd_stage_query_tile<HD, BR>(Qb, dOb, Lb, Db, LD, q, dOut, lse, Dv, qs, kvh * group, b, T_, nH, qt0 * BR);
+    cp_async_commit();                         // group 0: K, V and the first query tile
+
+    float dka[DN][4], dva[DN][4];
+#pragma unroll
+    for (int i = 0; i < DN; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) { dka[i][e] = 0.f; dva[i][e] = 0.f; }
+
+    for (int it = 0; it < nIt; it++) {
+        const int buf = it & 1;
+        const int h = kvh * group + it / nq, q0 = (qt0 + it % nq) * BR;
+        if (it + 1 < nIt) {                    // the next tile into the other buffer (free since the last barrier)
+            const int n1 = it + 1, o = (buf ^ 1);
+            bwd_stage_query_tile<HD, BR>(Qb + o * BR * LD, dOb + o * BR * LD, Lb + o * BR, Db + o * BR, LD, q, dOut, lse, Dv, qs,
+                                         kvh * group + n1 / nq, b, T_, nH, (qt0 + n1 % nq) * BR);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();                    // everything but the tile just issued is in
+        __syncthreads();
+        const unsigned qsB = smem_u32(Qb + buf * BR * LD), dosB = smem_u32(dOb + buf * BR * LD);
+        const float* Ls = Lb + buf * BR;
+        const float* Ds = Db + buf * BR;
+
+        // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for this warp's 16 keys × the tile's 32 queries
+        float st[BR / 8][4], dpt[BR / 8][4];
+#pragma unroll
+        for (int n = 0; n < BR / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) { st[n][e] = 0.f; dpt[n][e] = 0.f; }
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            // A: keys warp·16.. (+8 for mi odd), dims kk·16.. (+8 for mi ≥ 2)
+            unsigned ka[4], va[4];
+            const unsigned aoff = 2u * (unsigned)((warp * 16 + (mi & 1) * 8 + lr) * LD + kk * 16 + (mi >> 1) * 8);
+            ldsm_x4(ka, ksB + aoff);
+            ldsm_x4(va, vsB + aoff);
+#pragma unroll
+            for (int n = 0; n < BR / 8; n += 2) {
+                // B: queries n·8.. and (n+1)·8.., dims kk·16.. and kk·16+8..
+                unsigned bq[4], bo[4];
+                const unsigned boff = 2u * (unsigned)(((n + (mi >> 1)) * 8 + lr) * LD + kk * 16 + (mi & 1) * 8);
+                ldsm_x4(bq, qsB + boff);
+                ldsm_x4(bo, dosB + boff);
+                mma16816(st[n], ka, bq[0], bq[1]); mma16816(st[n + 1], ka, bq[2], bq[3]);
+                mma16816(dpt[n], va, bo[0], bo[1]); mma16816(dpt[n + 1], va, bo[2], bo[3]);
+            }
+        }
+        // Pᵀ and dSᵀ in place of st / dpt: element e is (key kr0 or kr1, query n·8 + 2t + (e&1)); dSᵀ to shared memory
+        const int kj0 = k0 + kr0, kj1 = k0 + kr1;
+#pragma unroll
+        for (int n = 0; n < BR / 8; n++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int ql = n * 8 + 2 * t + (e & 1), qi = q0 + ql, kj = (e < 2) ? kj0 : kj1;
+                const bool ok = kj <= qi && qi < T_ && kj < T_;
+                const float p = ok ? __expf(st[n][e] * scale - Ls[ql]) : 0.f;
+                st[n][e] = p;
+                dpt[n][e] = p * (dpt[n][e] - Ds[ql]);
+            }
+            *(unsigned*)(dSt + kr0 * LQ + n * 8 + 2 * t) = pack2(dpt[n][0], dpt[n][1]);
+            *(unsigned*)(dSt + kr1 * LQ + n * 8 + 2 * t) = pack2(dpt[n][2], dpt[n][3]);
+        }
+        // dV += Pᵀ·dO, dK += dSᵀ·Q over this tile's queries, 16 at a time
+#pragma unroll
+        for (int kk = 0; kk < BR / 16; kk++) {
+            unsigned pa[4] = { pack2(st[2 * kk][0], st[2 * kk][1]), pack2(st[2 * kk][2], st[2 * kk][3]),
+                               pack2(st[2 * kk + 1][0], st[2 * kk + 1][1]), pack2(st[2 * kk + 1][2], st[2 * kk + 1][3]) };
+            unsigned sa[4] = { pack2(dpt[2 * kk][0], dpt[2 * kk][1]), pack2(dpt[2 * kk][2], dpt[2 * kk][3]),
+                               pack2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]), pack2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]) };
+#pragma unroll
+            for (int dn = 0; dn < DN; dn += 2) {
+                // B, transposed: queries kk·16.. and kk·16+8.., dims dn·8.. and (dn+1)·8..
+                unsigned bo[4], bq[4];
+                const unsigned off = 2u * (unsigned)((kk * 16 + (mi & 1) * 8 + lr) * LD + (dn + (mi >> 1)) * 8);
+                ldsm_x4_t(bo, dosB + off);
+                ldsm_x4_t(bq, qsB + off);
+                mma16816(dva[dn], pa, bo[0], bo[1]); mma16816(dva[dn + 1], pa, bo[2], bo[3]);
+                mma16816(dka[dn], sa, bq[0], bq[1]); mma16816(dka[dn + 1], sa, bq[2], bq[3]);
+            }
+        }
+        __syncthreads();                       // dSᵀ complete
+
+        // dQ[BR, HD] += dS[BR, BC]·K[BC, HD]: warp w takes query rows (w&1)·16.. and half the dims
+        {
+            const int rb = (warp & 1) * 16, dn0 = (warp >> 1) * (DN / 2);
+            float dq[DN / 2][4];
+#pragma unroll
+            for (int i = 0; i < DN / 2; i++) { dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f; }
+#pragma unroll
+            for (int kk = 0; kk < BC / 16; kk++) {
+                // A = dS, transposed out of dSᵀ: keys kk·16.. (+8 for mi ≥ 2), queries rb.. (+8 for mi odd)
+                unsigned da[4];
+                ldsm_x4_t(da, dstB + 2u * (unsigned)((kk * 16 + (mi >> 1) * 8 + lr) * LQ + rb + (mi & 1) * 8));
+#pragma unroll
+                for (int i = 0; i < DN / 2; i++) {
+                    // B = K, transposed: keys kk·16.. and kk·16+8.., dims (dn0+i)·8..
+                    unsigned bk[2];
+                    ldsm_x2_t(bk, ksB + 2u * (unsigned)((kk * 16 + (mi & 1) * 8 + lr) * LD + (dn0 + i) * 8));
+                    mma16816(dq[i], da, bk[0], bk[1]);
+                }
+            }
+            const int qa0 = q0 + rb + g, qa1 = qa0 + 8;
+#pragma unroll
+            for (int i = 0; i < DN / 2; i++) {
+                const int col = (dn0 + i) * 8 + 2 * t;
+                if (qa0 < T_) {
+                    float* dst = dqAcc + ((long long)b * T_ + qa0) * qs + (long long)h * HD + col;
+                    atomicAdd(dst, dq[i][0] * scale); atomicAdd(dst + 1, dq[i][1] * scale);
+                }
+                if (qa1 < T_) {
+                    float* dst = dqAcc + ((long long)b * T_ + qa1) * qs + (long long)h * HD + col;
+                    atomicAdd(dst, dq[i][2] * scale); atomicAdd(dst + 1, dq[i][3] * scale);
+                }
+            }
+        }
+        __syncthreads();                       // dSᵀ and this buffer may be overwritten
+    }
+    cp_async_wait<0>();
+    const int kj0 = k0 + kr0, kj1 = k0 + kr1;
+#pragma unroll
+    for (int dn = 0; dn < DN; dn++) {
+        const int col = dn * 8 + 2 * t;
+        if (kj0 < T_) {
+            const long long row = ((long long)b * T_ + kj0) * ks + kvOff + col;
+            *(unsigned*)(dk + row) = pack2(dka[dn][0] * scale, dka[dn][1] * scale);
+            *(unsigned*)(dv + row) = pack2(dva[dn][0], dva[dn][1]);
+        }
+        if (kj1 < T_) {
+            const long long row = ((long long)b * T_ + kj1) * ks + kvOff + col;
+            *(unsigned*)(dk + row) = pack2(dka[dn][2] * scale, dka[dn][3] * scale);
+            *(unsigned*)(dv + row) = pack2(dva[dn][2], dva[dn][3]);
+        }
     }
 }
 
@@ -832,7 +1018,11 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc2_
 extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_bwd_bf16_tc_hd##HD( \
     float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, \
     int B, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_bwd_tc<HD>(dqAcc, dk, dv, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, scale); }
+{ attention_bwd_tc<HD>(dqAcc, dk, dv, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, scale); } \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_bwd_bf16_tc2_hd##HD( \
+    float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, \
+    int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_bwd_tc2<HD>(dqAcc, dk, dv, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, scale); }
 ATT_TC(16)
 ATT_TC(32)
 ATT_TC(64)

@@ -73,3 +73,73 @@ for HD in (16, 32, 64, 80, 96, 128):
             for w in range(4): banks.add((word + w) % 32)
         assert len(banks) == 32, (HD, banks)
     print("HD", HD, "S and O fragments match; ldmatrix rows conflict-free")
+
+# ---- attention_bwd_tc2: the same check for the backward's products (4 warps, 64 keys, 32 queries) ----
+def ldsm_n(smem, addr_of_lane, trans, count):
+    out = []
+    for l in range(32):
+        regs = []
+        for i in range(count):
+            M = [smem[addr_of_lane(8 * i + r): addr_of_lane(8 * i + r) + 8] for r in range(8)]
+            regs.append((M[l // 4][2 * (l % 4)], M[l // 4][2 * (l % 4) + 1]) if not trans else (M[2 * (l % 4)][l // 4], M[2 * (l % 4) + 1][l // 4]))
+        out.append(regs)
+    return out
+
+def cfrag_check(acc, Mref, row0, col0, what):
+    for l in range(32):
+        g, t = l // 4, l % 4
+        got = tuple(acc[l]); want = (Mref[row0 + g][col0 + 2*t], Mref[row0 + g][col0 + 2*t + 1], Mref[row0 + g + 8][col0 + 2*t], Mref[row0 + g + 8][col0 + 2*t + 1])
+        assert got == want, (what, l, got, want)
+
+for HD in (16, 32, 64, 80, 96, 128):
+    BR, BC, KS, DN, LD, LQ = 32, 64, HD // 16, HD // 8, HD + 8, 32 + 8
+    K = rnd(BC, HD); V = rnd(BC, HD); Qm = rnd(BR, HD); dO = rnd(BR, HD); dS = rnd(BR, BC)   # dS[query][key]
+    Ks = [0] * (BC * LD); Vs = [0] * (BC * LD); Qs = [0] * (BR * LD); dOs = [0] * (BR * LD)
+    for r in range(BC): Ks[r*LD:r*LD+HD] = K[r]; Vs[r*LD:r*LD+HD] = V[r]
+    for r in range(BR): Qs[r*LD:r*LD+HD] = Qm[r]; dOs[r*LD:r*LD+HD] = dO[r]
+    St = matmul(K, T(Qm)); dPt = matmul(V, T(dO))                  # [key][query]
+    dSt_ref = T(dS)                                                  # [key][query]
+    dV = matmul(dSt_ref, dO); dK = matmul(dSt_ref, Qm)               # (P stands in for dS in dV: the same A path)
+    dQ = matmul(dS, K)
+    dSt = [0] * (BC * LQ)
+    for warp in range(4):
+        st = [[[0]*4 for _ in range(32)] for _ in range(BR // 8)]; dpt = [[[0]*4 for _ in range(32)] for _ in range(BR // 8)]
+        for kk in range(KS):
+            af = lambda l: (warp * 16 + ((l >> 3) & 1) * 8 + (l & 7)) * LD + kk * 16 + ((l >> 3) >> 1) * 8
+            ka = ldsm_n(Ks, af, False, 4); va = ldsm_n(Vs, af, False, 4)
+            for n in range(0, BR // 8, 2):
+                bf = lambda l: ((n + ((l >> 3) >> 1)) * 8 + (l & 7)) * LD + kk * 16 + ((l >> 3) & 1) * 8
+                bq = ldsm_n(Qs, bf, False, 4); bo = ldsm_n(dOs, bf, False, 4)
+                mma(st[n], ka, [x[0] for x in bq], [x[1] for x in bq]); mma(st[n + 1], ka, [x[2] for x in bq], [x[3] for x in bq])
+                mma(dpt[n], va, [x[0] for x in bo], [x[1] for x in bo]); mma(dpt[n + 1], va, [x[2] for x in bo], [x[3] for x in bo])
+        for n in range(BR // 8):
+            cfrag_check(st[n], St, warp * 16, n * 8, ("S^T", HD, warp, n)); cfrag_check(dpt[n], dPt, warp * 16, n * 8, ("dP^T", HD, warp, n))
+        # dS^T of this warp's keys, in the accumulator layout, stored as pairs at (key row, query col)
+        sfr = [[(dSt_ref[warp*16 + l//4][n*8 + 2*(l%4)], dSt_ref[warp*16 + l//4][n*8 + 2*(l%4) + 1], dSt_ref[warp*16 + l//4 + 8][n*8 + 2*(l%4)], dSt_ref[warp*16 + l//4 + 8][n*8 + 2*(l%4) + 1]) for l in range(32)] for n in range(BR // 8)]
+        for n in range(BR // 8):
+            for l in range(32):
+                g, t = l // 4, l % 4; kr0 = warp * 16 + g; kr1 = kr0 + 8
+                dSt[kr0 * LQ + n*8 + 2*t: kr0 * LQ + n*8 + 2*t + 2] = sfr[n][l][0:2]
+                dSt[kr1 * LQ + n*8 + 2*t: kr1 * LQ + n*8 + 2*t + 2] = sfr[n][l][2:4]
+        dva = [[[0]*4 for _ in range(32)] for _ in range(DN)]; dka = [[[0]*4 for _ in range(32)] for _ in range(DN)]
+        for kk in range(BR // 16):
+            sa = [((sfr[2*kk][l][0], sfr[2*kk][l][1]), (sfr[2*kk][l][2], sfr[2*kk][l][3]), (sfr[2*kk+1][l][0], sfr[2*kk+1][l][1]), (sfr[2*kk+1][l][2], sfr[2*kk+1][l][3])) for l in range(32)]
+            for dn in range(0, DN, 2):
+                of = lambda l: (kk * 16 + ((l >> 3) & 1) * 8 + (l & 7)) * LD + (dn + ((l >> 3) >> 1)) * 8
+                bo = ldsm_n(dOs, of, True, 4); bq = ldsm_n(Qs, of, True, 4)
+                mma(dva[dn], sa, [x[0] for x in bo], [x[1] for x in bo]); mma(dva[dn + 1], sa, [x[2] for x in bo], [x[3] for x in bo])
+                mma(dka[dn], sa, [x[0] for x in bq], [x[1] for x in bq]); mma(dka[dn + 1], sa, [x[2] for x in bq], [x[3] for x in bq])
+        for dn in range(DN):
+            cfrag_check(dva[dn], dV, warp * 16, dn * 8, ("dV", HD, warp, dn)); cfrag_check(dka[dn], dK, warp * 16, dn * 8, ("dK", HD, warp, dn))
+    for warp in range(4):
+        rb, dn0 = (warp & 1) * 16, (warp >> 1) * (DN // 2)
+        dq = [[[0]*4 for _ in range(32)] for _ in range(DN // 2)]
+        for kk in range(BC // 16):
+            da = ldsm_n(dSt, lambda l: (kk * 16 + ((l >> 3) >> 1) * 8 + (l & 7)) * LQ + rb + ((l >> 3) & 1) * 8, True, 4)
+            for i in range(DN // 2):
+                # .x2: lanes 0-15 give the addresses (matrix l/8); the formula is evaluated as the kernel does
+                bk = ldsm_n(Ks, lambda l: (kk * 16 + ((l >> 3) & 1) * 8 + (l & 7)) * LD + (dn0 + i) * 8, True, 2)
+                mma(dq[i], da, [x[0] for x in bk], [x[1] for x in bk])
+        for i in range(DN // 2):
+            cfrag_check(dq[i], dQ, rb, (dn0 + i) * 8, ("dQ", HD, warp, i))
+    print("HD", HD, "backward: S^T, dP^T, dV, dK, dQ fragments match")

@@ -62,12 +62,15 @@ public class CudaKernelBenchTests
                 Report($"attention_bwd {tag}", b, $"{2.5 * flopsF / b / 1e9:F1} TFLOP/s");
             }
             be.TensorCoreAttention = true;
-            // the pipelined tensor-core forward (cp.async, ldmatrix), opt-in until measured here
+            // the pipelined tensor-core kernels (cp.async, ldmatrix), opt-in until measured here
             be.PipelinedAttention = true;
             try
             {
                 float f2 = Median(be, () => be.Attention(o, lse, q, k, v, B, T, H, Hkv, hd, scale));
-                Report($"attention_fwd B={B} T={T} H={H}/{Hkv} hd={hd} bf16 tensor cores pipelined (tc2)", f2, $"{4.0 * B * H * (double)T * T * hd / 2 / f2 / 1e9:F1} TFLOP/s");
+                float b2 = Median(be, () => be.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, B, T, H, Hkv, hd, scale));
+                double flopsF = 4.0 * B * H * (double)T * T * hd / 2;
+                Report($"attention_fwd B={B} T={T} H={H}/{Hkv} hd={hd} bf16 tensor cores pipelined (tc2)", f2, $"{flopsF / f2 / 1e9:F1} TFLOP/s");
+                Report($"attention_bwd B={B} T={T} H={H}/{Hkv} hd={hd} bf16 tensor cores pipelined (tc2)", b2, $"{2.5 * flopsF / b2 / 1e9:F1} TFLOP/s");
             }
             finally { be.PipelinedAttention = false; }
         }

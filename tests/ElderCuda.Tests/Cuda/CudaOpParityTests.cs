@@ -170,7 +170,10 @@ public class CudaOpParityTests
         return t;
     }
 
-    /// <summary>The pipelined tensor-core forward (attention_fwd_bf16_tc2), at the tensor-core cases' shapes plus T = 64 and 128 (no partial tile).</summary>
+    /// <summary>
+    /// The pipelined tensor-core kernels (attention_fwd_bf16_tc2, attention_bwd_bf16_tc2), at the tensor-core cases' shapes
+    /// plus T = 64 and 128 (no partial tile); GQA groups of 1 to 4 heads, so the backward's double buffer crosses heads.
+    /// </summary>
     public static TheoryData<bool, int, int, int, int, int> PipelinedAttentionCases()
     {
         var t = new TheoryData<bool, int, int, int, int, int>();

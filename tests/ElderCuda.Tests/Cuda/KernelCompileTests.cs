@@ -52,6 +52,7 @@ public class KernelCompileTests
             names.Add(CudaBackend.AttentionForwardKernel(DType.BF16, true, true, hd));
             names.Add(CudaBackend.AttentionForwardKernel(DType.BF16, false, true, hd, pipelined: true));
             names.Add(CudaBackend.AttentionForwardKernel(DType.BF16, true, true, hd, pipelined: true));
+            names.Add(CudaBackend.AttentionBackwardKernel(DType.BF16, true, hd, pipelined: true));
             names.Add(CudaBackend.AttentionBackwardKernel(DType.BF16, true, hd));
         }
         foreach (var d in new[] { DType.F32, DType.BF16 })
@@ -61,6 +62,7 @@ public class KernelCompileTests
         }
         Assert.Contains("attention_fwd_bf16_tc_f32out_hd128", names);
         Assert.Contains("attention_fwd_bf16_tc2_f32out_hd128", names);
+        Assert.Contains("attention_bwd_bf16_tc2_hd128", names);
         foreach (var name in names.Distinct())
             Assert.True(ptx.Contains(".entry " + name + "("), $"{name} is not in the compiled attention module");
     }

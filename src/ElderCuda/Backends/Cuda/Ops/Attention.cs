@@ -5,7 +5,7 @@ namespace ElderCuda.Backends.Cuda;
 // kernels/attention.cu: tiled flash attention, forward and backward, lse saved. Two implementations:
 // fp32 CUDA-core tiles (any dtype, head dims up to 256; the F32 parity path) and, for BF16 with a head
 // dim in {16, 32, 64, 80, 96, 128}, tensor-core tiles (mma.sync bf16 → fp32), as FlashAttention-2; the
-// tensor-core forward also comes pipelined (cp.async, ldmatrix), opt-in until measured on a GPU.
+// tensor-core kernels also come pipelined (cp.async, ldmatrix), opt-in until measured on a GPU.
 public sealed partial class CudaBackend
 {
     /// <summary>
@@ -15,8 +15,8 @@ public sealed partial class CudaBackend
     public bool TensorCoreAttention { get; set; } = Environment.GetEnvironmentVariable("ELDR_ATTENTION") != "simt";
 
     /// <summary>
-    /// Use the pipelined tensor-core forward (attention_fwd_bf16_tc2: cp.async and ldmatrix) where the tensor-core path
-    /// runs and q, k, v are 16-byte aligned. Off by default until a GPU run has checked and timed it; the environment
+    /// Use the pipelined tensor-core kernels (attention_fwd_bf16_tc2, attention_bwd_bf16_tc2: cp.async and ldmatrix) where
+    /// the tensor-core path runs and the tensors they copy are 16-byte aligned. Off by default until a GPU run has checked and timed it; the environment
     /// variable ELDR_ATTENTION=tc2 turns it on.
     /// </summary>
     public bool PipelinedAttention { get; set; } = Environment.GetEnvironmentVariable("ELDR_ATTENTION") == "tc2";
@@ -41,8 +41,8 @@ public sealed partial class CudaBackend
         ? $"attention_fwd_bf16_tc{(pipelined ? "2" : "")}{(f32Out ? "_f32out" : "")}_hd{headDim}"
         : $"attention_fwd_{Sfx(q)}{(f32Out ? "_f32out" : "")}_hd{AttentionTiles(headDim).hdMax}";
     internal static string AttentionBackwardPrepKernel(DType d, bool f32Out) => $"attention_bwd_prep_{Sfx(d)}{(f32Out ? "_f32out" : "")}";
-    internal static string AttentionBackwardKernel(DType d, bool tensorCores, int headDim) => tensorCores
-        ? $"attention_bwd_bf16_tc_hd{headDim}"
+    internal static string AttentionBackwardKernel(DType d, bool tensorCores, int headDim, bool pipelined = false) => tensorCores
+        ? $"attention_bwd_bf16_tc{(pipelined ? "2" : "")}_hd{headDim}"
         : $"attention_bwd_{Sfx(d)}_hd{AttentionTiles(headDim).hdMax}";
 
     static void CheckAttention(Tensor q, Tensor k, Tensor v, int B, int T, int nHeads, int nKvHeads, int headDim)
@@ -98,6 +98,17 @@ public sealed partial class CudaBackend
             P(D), P(g), P(o), B, T, nHeads, headDim);
         var dqAcc = dq.DType == DType.F32 ? dq : Temp(DType.F32, temps, dq.Shape);
         Zero(dqAcc);
+        if (UseTc(d, headDim) && PipelinedAttention && Cu(q).Ptr % 16 == 0 && Cu(kk).Ptr % 16 == 0 && Cu(vv).Ptr % 16 == 0 && Cu(g).Ptr % 16 == 0)
+        {
+            // Ks, Vs [64][hd+8], two buffers of Qs, dOs [32][hd+8], dSᵀ [64][40] (bf16); two buffers of lse, D [32] (f32)
+            int ld = headDim + 8;
+            uint psmem = (uint)((2 * 64 * ld + 4 * 32 * ld + 64 * 40) * 2 + 4 * 32 * 4);
+            Launch("attention", AttentionBackwardKernel(d, true, headDim, pipelined: true), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), psmem,
+                P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+            if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
+            Free(temps);
+            return;
+        }
         if (UseTc(d, headDim))
         {
             // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS [32][72] (bf16); lse, D [32] (f32)
