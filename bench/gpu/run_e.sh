@@ -172,6 +172,10 @@ if [ "${STEP:-a}" = k ]; then
   grep -E "\[FAIL\]|Total:" "$OUT/bench.log"
   timeout 120 python3 bench/gpu/torch_ref.py > "$OUT/torch.tsv" 2>&1
   column -t -s $'\t' "$OUT/bench.tsv"; column -t -s $'\t' "$OUT/torch.tsv"
+  el "== the whole model with the pipelined attention: golden parity (bf16 and fp32) and bf16 perplexity"
+  ELDR_ATTENTION=tc2 timeout 150 dotnet .gpu/app/ElderCuda.Tests.dll -class ElderCuda.Tests.Cuda.CudaGoldenParityTests > "$OUT/tc2-golden.log" 2>&1
+  grep -E "\[FAIL\]|Total:" "$OUT/tc2-golden.log"
+  for a in tc tc2; do echo "llama-12L held-out bf16, attention $a: $(ELDR_ATTENTION=$a dotnet .gpu/app/eldr.dll ppl models/llama-12L --data data/corpus-heldout.txt --device cuda --json 2>/dev/null)"; done
   if [ -f /tmp/llama7b/config.json ] && [ -f /tmp/g/app/eldr.dll ]; then
     for a in tc tc2; do
       el "== 7B prefill 1 x 2048, attention $a"
