@@ -19,6 +19,15 @@ __device__ __forceinline__ bool argmax_better(float va, int ia, float vb, int ib
     return ia < ib;
 }
 
+// every lane of the warp ends with the warp's best (value, index) pair
+__device__ __forceinline__ void argmax_warp(float& best, int& bi) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (argmax_better(ov, oi, best, bi)) { best = ov; bi = oi; }
+    }
+}
+
 // One block per row; each thread scans a strided slice, then the warp and the block reduce (value, index) pairs.
 // An empty slice holds (−inf, INT_MAX), which every real candidate beats (−inf at a lower index included).
 template <typename T>
@@ -29,11 +38,7 @@ __device__ void argmax_fwd(int* out, const T* x, int V) {
         float v = ld(row, j);
         if (argmax_better(v, j, best, bi)) { best = v; bi = j; }
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (argmax_better(ov, oi, best, bi)) { best = ov; bi = oi; }
-    }
+    argmax_warp(best, bi);
     __shared__ float sv[32];
     __shared__ int si[32];
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
@@ -42,11 +47,7 @@ __device__ void argmax_fwd(int* out, const T* x, int V) {
     if (wid == 0) {
         best = lane < nw ? sv[lane] : -ELDR_INF;
         bi = lane < nw ? si[lane] : 0x7fffffff;
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(0xffffffffu, best, o);
-            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (argmax_better(ov, oi, best, bi)) { best = ov; bi = oi; }
-        }
+        argmax_warp(best, bi);
         if (lane == 0) out[blockIdx.x] = bi;
     }
 }

@@ -391,6 +391,94 @@ __device__ __forceinline__ void load_tile_bf16_t(unsigned short* dst, int LD, un
 
 #define TC_THREADS 128
 
+// ---- pieces the tensor-core kernels share (tc and the pipelined tc2) ----
+// every accumulator element to zero
+template <int N>
+__device__ __forceinline__ void zero_acc(float (&c)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) { c[i][0] = c[i][1] = c[i][2] = c[i][3] = 0.f; }
+}
+
+// Two 16×8 accumulator tiles side by side (columns 16·kk.. and 16·kk+8..) as the A fragment of a 16×16 bf16 tile
+template <int N>
+__device__ __forceinline__ void acc_to_a(unsigned (&a)[4], const float (&c)[N][4], int kk) {
+    a[0] = pack2(c[2 * kk][0], c[2 * kk][1]); a[1] = pack2(c[2 * kk][2], c[2 * kk][3]);
+    a[2] = pack2(c[2 * kk + 1][0], c[2 * kk + 1][1]); a[3] = pack2(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
+// this warp's 16 query rows r0 and r1 = r0 + 8 as A fragments, straight from global memory (zero past T)
+template <int HD>
+__device__ __forceinline__ void load_q_frags(unsigned (&qa)[HD / 16][4], const bf16* q, int b, int T_, long long qs, int h, int r0, int r1, int t) {
+    const unsigned* p0 = (const unsigned*)(q + ((long long)b * T_ + r0) * qs + (long long)h * HD);
+    const unsigned* p1 = (const unsigned*)(q + ((long long)b * T_ + r1) * qs + (long long)h * HD);
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        qa[kk][0] = r0 < T_ ? p0[kk * 8 + t] : 0u;
+        qa[kk][1] = r1 < T_ ? p1[kk * 8 + t] : 0u;
+        qa[kk][2] = r0 < T_ ? p0[kk * 8 + 4 + t] : 0u;
+        qa[kk][3] = r1 < T_ ? p1[kk * 8 + 4 + t] : 0u;
+    }
+}
+
+// One online-softmax step over a 16 × 64 score tile s (keys k0..): scale (and, when mask, hide keys after the query
+// or past T), update the running maxima m and sums l, rescale the accumulators o, and leave exp(s − m) in s.
+template <int DN>
+__device__ __forceinline__ void online_softmax_tile(float (&s)[8][4], float (&o)[DN][4], float& m0, float& m1, float& l0, float& l1,
+                                                    bool mask, int k0, int r0, int r1, int t, int T_, float scale) {
+    float mx0 = -ELDR_INF, mx1 = -ELDR_INF;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        if (mask) {
+            const int kj = k0 + j * 8 + 2 * t;
+            s[j][0] = (kj <= r0 && kj < T_) ? s[j][0] * scale : -ELDR_INF;
+            s[j][1] = (kj + 1 <= r0 && kj + 1 < T_) ? s[j][1] * scale : -ELDR_INF;
+            s[j][2] = (kj <= r1 && kj < T_) ? s[j][2] * scale : -ELDR_INF;
+            s[j][3] = (kj + 1 <= r1 && kj + 1 < T_) ? s[j][3] * scale : -ELDR_INF;
+        } else {
+            s[j][0] *= scale; s[j][1] *= scale; s[j][2] *= scale; s[j][3] *= scale;
+        }
+        mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+        mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);   // finite: key 0 is visible to every row
+    const float a0 = __expf(m0 - mn0), a1 = __expf(m1 - mn1);
+    m0 = mn0; m1 = mn1;
+    float rs0 = 0.f, rs1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        s[j][0] = __expf(s[j][0] - mn0); s[j][1] = __expf(s[j][1] - mn0);
+        s[j][2] = __expf(s[j][2] - mn1); s[j][3] = __expf(s[j][3] - mn1);
+        rs0 += s[j][0] + s[j][1]; rs1 += s[j][2] + s[j][3];
+    }
+    l0 = l0 * a0 + rs0; l1 = l1 * a1 + rs1;      // per-thread partial row sums, reduced at the end
+#pragma unroll
+    for (int i = 0; i < DN; i++) { o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1; }
+}
+
+// The forward's end: reduce the row sums over the quad, write out = o / l and lse = m + log l for rows r0, r1 < T.
+template <int HD, typename TO>
+__device__ __forceinline__ void store_out_tc(TO* out, float* lse, const float (&o)[HD / 8][4], float m0, float m1, float l0, float l1,
+                                             int b, int T_, int nH, int h, int r0, int r1, int t) {
+    const long long qs = (long long)nH * HD;
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = 1.f / l0, i1 = 1.f / l1;
+    if (r0 < T_) {
+        TO* p = out + ((long long)b * T_ + r0) * qs + (long long)h * HD;
+#pragma unroll
+        for (int dn = 0; dn < HD / 8; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][0] * i0, o[dn][1] * i0);
+        if (t == 0) lse[((long long)b * nH + h) * T_ + r0] = m0 + logf(l0);
+    }
+    if (r1 < T_) {
+        TO* p = out + ((long long)b * T_ + r1) * qs + (long long)h * HD;
+#pragma unroll
+        for (int dn = 0; dn < HD / 8; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][2] * i1, o[dn][3] * i1);
+        if (t == 0) lse[((long long)b * nH + h) * T_ + r1] = m1 + logf(l1);
+    }
+}
+
 // Forward: block = 4 warps × 16 query rows = 64 queries, key tiles of 64; K, V tiles in shared memory.
 template <int HD, typename TO>
 __device__ void attention_fwd_tc(TO* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
@@ -404,22 +492,10 @@ __device__ void attention_fwd_tc(TO* out, float* lse, const bf16* q, const bf16*
     const long long qs = (long long)nH * HD, ks = (long long)nKv * HD;
     const int q0 = qt * BR, r0 = q0 + warp * 16 + g, r1 = r0 + 8;
 
-    // this warp's 16 query rows as A fragments, straight from global memory
     unsigned qa[KS][4];
-    {
-        const unsigned* p0 = (const unsigned*)(q + ((long long)b * T_ + r0) * qs + (long long)h * HD);
-        const unsigned* p1 = (const unsigned*)(q + ((long long)b * T_ + r1) * qs + (long long)h * HD);
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            qa[kk][0] = r0 < T_ ? p0[kk * 8 + t] : 0u;
-            qa[kk][1] = r1 < T_ ? p1[kk * 8 + t] : 0u;
-            qa[kk][2] = r0 < T_ ? p0[kk * 8 + 4 + t] : 0u;
-            qa[kk][3] = r1 < T_ ? p1[kk * 8 + 4 + t] : 0u;
-        }
-    }
+    load_q_frags<HD>(qa, q, b, T_, qs, h, r0, r1, t);
     float o[DN][4];
-#pragma unroll
-    for (int i = 0; i < DN; i++) { o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f; }
+    zero_acc(o);
     float m0 = -ELDR_INF, m1 = -ELDR_INF, l0 = 0.f, l1 = 0.f;
 
     const int kEnd = min(T_, q0 + BR);
@@ -439,57 +515,17 @@ __device__ void attention_fwd_tc(TO* out, float* lse, const bf16* q, const bf16*
             for (int kk = 0; kk < KS; kk++)
                 mma16816(s[j], qa[kk], lds32(Ks, LD, j * 8 + g, kk * 16 + 2 * t), lds32(Ks, LD, j * 8 + g, kk * 16 + 2 * t + 8));
         }
-        float mx0 = -ELDR_INF, mx1 = -ELDR_INF;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const int kj = k0 + j * 8 + 2 * t;
-            s[j][0] = (kj <= r0 && kj < T_) ? s[j][0] * scale : -ELDR_INF;
-            s[j][1] = (kj + 1 <= r0 && kj + 1 < T_) ? s[j][1] * scale : -ELDR_INF;
-            s[j][2] = (kj <= r1 && kj < T_) ? s[j][2] * scale : -ELDR_INF;
-            s[j][3] = (kj + 1 <= r1 && kj + 1 < T_) ? s[j][3] * scale : -ELDR_INF;
-            mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
-            mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);   // finite: key 0 is visible to every row
-        const float a0 = __expf(m0 - mn0), a1 = __expf(m1 - mn1);
-        m0 = mn0; m1 = mn1;
-        float rs0 = 0.f, rs1 = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            s[j][0] = __expf(s[j][0] - mn0); s[j][1] = __expf(s[j][1] - mn0);
-            s[j][2] = __expf(s[j][2] - mn1); s[j][3] = __expf(s[j][3] - mn1);
-            rs0 += s[j][0] + s[j][1]; rs1 += s[j][2] + s[j][3];
-        }
-        l0 = l0 * a0 + rs0; l1 = l1 * a1 + rs1;      // per-thread partial row sums, reduced at the end
-#pragma unroll
-        for (int i = 0; i < DN; i++) { o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1; }
+        online_softmax_tile<DN>(s, o, m0, m1, l0, l1, true, k0, r0, r1, t, T_, scale);
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {             // 16 keys per step
-            unsigned pa[4] = { pack2(s[2 * kk][0], s[2 * kk][1]), pack2(s[2 * kk][2], s[2 * kk][3]),
-                               pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
+            unsigned pa[4]; acc_to_a(pa, s, kk);
             const int kr = kk * 16 + 2 * t;
 #pragma unroll
             for (int dn = 0; dn < DN; dn++)
                 mma16816(o[dn], pa, lds32(VsT, LT, dn * 8 + g, kr), lds32(VsT, LT, dn * 8 + g, kr + 8));
         }
     }
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float i0 = 1.f / l0, i1 = 1.f / l1;
-    if (r0 < T_) {
-        TO* p = out + ((long long)b * T_ + r0) * qs + (long long)h * HD;
-#pragma unroll
-        for (int dn = 0; dn < DN; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][0] * i0, o[dn][1] * i0);
-        if (t == 0) lse[((long long)b * nH + h) * T_ + r0] = m0 + logf(l0);
-    }
-    if (r1 < T_) {
-        TO* p = out + ((long long)b * T_ + r1) * qs + (long long)h * HD;
-#pragma unroll
-        for (int dn = 0; dn < DN; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][2] * i1, o[dn][3] * i1);
-        if (t == 0) lse[((long long)b * nH + h) * T_ + r1] = m1 + logf(l1);
-    }
+    store_out_tc<HD, TO>(out, lse, o, m0, m1, l0, l1, b, T_, nH, h, r0, r1, t);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -556,20 +592,9 @@ __device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16
     cp_tile<HD, 64>(Vs, LD, v, ks, kvOff, b, T_, 0); cp_async_commit();
 
     unsigned qa[KS][4];
-    {
-        const unsigned* p0 = (const unsigned*)(q + ((long long)b * T_ + r0) * qs + (long long)h * HD);
-        const unsigned* p1 = (const unsigned*)(q + ((long long)b * T_ + r1) * qs + (long long)h * HD);
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            qa[kk][0] = r0 < T_ ? p0[kk * 8 + t] : 0u;
-            qa[kk][1] = r1 < T_ ? p1[kk * 8 + t] : 0u;
-            qa[kk][2] = r0 < T_ ? p0[kk * 8 + 4 + t] : 0u;
-            qa[kk][3] = r1 < T_ ? p1[kk * 8 + 4 + t] : 0u;
-        }
-    }
+    load_q_frags<HD>(qa, q, b, T_, qs, h, r0, r1, t);
     float o[DN][4];
-#pragma unroll
-    for (int i = 0; i < DN; i++) { o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f; }
+    zero_acc(o);
     float m0 = -ELDR_INF, m1 = -ELDR_INF, l0 = 0.f, l1 = 0.f;
     const unsigned ksBase = smem_u32(Ks), vsBase = smem_u32(Vs);
 
@@ -595,47 +620,14 @@ __device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16
         if (kt + 1 < nkt) cp_tile<HD, 64>(Ks, LD, k, ks, kvOff, b, T_, k0 + BC);
         cp_async_commit();           // (empty on the last tile, so the group count stays uniform)
 
-        float mx0 = -ELDR_INF, mx1 = -ELDR_INF;
-        if (kt == nkt - 1) {         // the diagonal tile: causal mask, and keys past T (zero-filled rows)
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const int kj = k0 + j * 8 + 2 * t;
-                s[j][0] = (kj <= r0 && kj < T_) ? s[j][0] * scale : -ELDR_INF;
-                s[j][1] = (kj + 1 <= r0 && kj + 1 < T_) ? s[j][1] * scale : -ELDR_INF;
-                s[j][2] = (kj <= r1 && kj < T_) ? s[j][2] * scale : -ELDR_INF;
-                s[j][3] = (kj + 1 <= r1 && kj + 1 < T_) ? s[j][3] * scale : -ELDR_INF;
-            }
-        } else {
-#pragma unroll
-            for (int j = 0; j < 8; j++) { s[j][0] *= scale; s[j][1] *= scale; s[j][2] *= scale; s[j][3] *= scale; }
-        }
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
-            mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);   // finite: key 0 is visible to every row
-        const float a0 = __expf(m0 - mn0), a1 = __expf(m1 - mn1);
-        m0 = mn0; m1 = mn1;
-        float rs0 = 0.f, rs1 = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            s[j][0] = __expf(s[j][0] - mn0); s[j][1] = __expf(s[j][1] - mn0);
-            s[j][2] = __expf(s[j][2] - mn1); s[j][3] = __expf(s[j][3] - mn1);
-            rs0 += s[j][0] + s[j][1]; rs1 += s[j][2] + s[j][3];
-        }
-        l0 = l0 * a0 + rs0; l1 = l1 * a1 + rs1;
-#pragma unroll
-        for (int i = 0; i < DN; i++) { o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1; }
+        // the diagonal tile is masked: causal, and keys past T (zero-filled rows)
+        online_softmax_tile<DN>(s, o, m0, m1, l0, l1, kt == nkt - 1, k0, r0, r1, t, T_, scale);
 
         cp_async_wait<1>();          // V tile kt is in (groups complete in order; the next K may be on its way)
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {             // 16 keys per step
-            unsigned pa[4] = { pack2(s[2 * kk][0], s[2 * kk][1]), pack2(s[2 * kk][2], s[2 * kk][3]),
-                               pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
+            unsigned pa[4]; acc_to_a(pa, s, kk);
 #pragma unroll
             for (int dn = 0; dn < DN; dn += 2) {
                 // matrices: keys kk·16.. and kk·16+8.., dims dn·8.. and (dn+1)·8.., transposed → b0, b1 of o[dn] and o[dn+1]
@@ -650,20 +642,75 @@ __device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16
         cp_async_commit();
     }
     cp_async_wait<0>();
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float i0 = 1.f / l0, i1 = 1.f / l1;
-    if (r0 < T_) {
-        TO* p = out + ((long long)b * T_ + r0) * qs + (long long)h * HD;
-#pragma unroll
-        for (int dn = 0; dn < DN; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][0] * i0, o[dn][1] * i0);
-        if (t == 0) lse[((long long)b * nH + h) * T_ + r0] = m0 + logf(l0);
+    store_out_tc<HD, TO>(out, lse, o, m0, m1, l0, l1, b, T_, nH, h, r0, r1, t);
+}
+
+// ---- pieces both tensor-core backward kernels share ----
+// lse and D of query rows q0..q0+BR of head h into shared memory (0 past T)
+template <int BR>
+__device__ __forceinline__ void bwd_load_lse_d(float* Ls, float* Ds, const float* lse, const float* Dv, int b, int T_, int nH, int h, int q0) {
+    for (int r = threadIdx.x; r < BR; r += TC_THREADS) {
+        const int tq = q0 + r;
+        Ls[r] = tq < T_ ? lse[((long long)b * nH + h) * T_ + tq] : 0.f;
+        Ds[r] = tq < T_ ? Dv[((long long)b * nH + h) * T_ + tq] : 0.f;
     }
-    if (r1 < T_) {
-        TO* p = out + ((long long)b * T_ + r1) * qs + (long long)h * HD;
+}
+
+// Pᵀ = exp(scale·Sᵀ − lse) and dSᵀ = Pᵀ ⊙ (dPᵀ − D), in place of st and dpt. Element e of block n is (key kj0 or kj1,
+// query q0 + n·8 + 2t + (e&1)); both are zero where the key comes after the query, or either is past T.
+template <int BR>
+__device__ __forceinline__ void bwd_p_and_ds(float (&st)[BR / 8][4], float (&dpt)[BR / 8][4], const float* Ls, const float* Ds,
+                                             int q0, int kj0, int kj1, int t, int T_, float scale) {
 #pragma unroll
-        for (int dn = 0; dn < DN; dn++) store_pair(p + dn * 8 + 2 * t, o[dn][2] * i1, o[dn][3] * i1);
-        if (t == 0) lse[((long long)b * nH + h) * T_ + r1] = m1 + logf(l1);
+    for (int n = 0; n < BR / 8; n++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int ql = n * 8 + 2 * t + (e & 1), qi = q0 + ql, kj = (e < 2) ? kj0 : kj1;
+            const bool ok = kj <= qi && qi < T_ && kj < T_;
+            const float p = ok ? __expf(st[n][e] * scale - Ls[ql]) : 0.f;
+            st[n][e] = p;
+            dpt[n][e] = p * (dpt[n][e] - Ds[ql]);
+        }
+    }
+}
+
+// dqAcc += scale·dq for query rows qa0 and qa0 + 8 (< T), dims (dn0 + i)·8 + 2t, +1 of head h (fp32 atomics)
+template <int HD, int NDQ>
+__device__ __forceinline__ void bwd_add_dq(float* dqAcc, const float (&dq)[NDQ][4], int b, int T_, int nH, int h, int qa0, int dn0, int t, float scale) {
+    const long long qs = (long long)nH * HD;
+    const int qa1 = qa0 + 8;
+#pragma unroll
+    for (int i = 0; i < NDQ; i++) {
+        const int col = (dn0 + i) * 8 + 2 * t;
+        if (qa0 < T_) {
+            float* dst = dqAcc + ((long long)b * T_ + qa0) * qs + (long long)h * HD + col;
+            atomicAdd(dst, dq[i][0] * scale); atomicAdd(dst + 1, dq[i][1] * scale);
+        }
+        if (qa1 < T_) {
+            float* dst = dqAcc + ((long long)b * T_ + qa1) * qs + (long long)h * HD + col;
+            atomicAdd(dst, dq[i][2] * scale); atomicAdd(dst + 1, dq[i][3] * scale);
+        }
+    }
+}
+
+// the block's end: dK = scale·dka and dV = dva for key rows kj0 and kj1 (< T) of kv head kvh, as bf16 pairs
+template <int HD>
+__device__ __forceinline__ void bwd_store_dk_dv(bf16* dk, bf16* dv, const float (&dka)[HD / 8][4], const float (&dva)[HD / 8][4],
+                                                int b, int T_, int nKv, int kvh, int kj0, int kj1, int t, float scale) {
+    const long long ks = (long long)nKv * HD;
+#pragma unroll
+    for (int dn = 0; dn < HD / 8; dn++) {
+        const int col = dn * 8 + 2 * t;
+        if (kj0 < T_) {
+            const long long row = ((long long)b * T_ + kj0) * ks + (long long)kvh * HD + col;
+            *(unsigned*)(dk + row) = pack2(dka[dn][0] * scale, dka[dn][1] * scale);
+            *(unsigned*)(dv + row) = pack2(dva[dn][0], dva[dn][1]);
+        }
+        if (kj1 < T_) {
+            const long long row = ((long long)b * T_ + kj1) * ks + (long long)kvh * HD + col;
+            *(unsigned*)(dk + row) = pack2(dka[dn][2] * scale, dka[dn][3] * scale);
+            *(unsigned*)(dv + row) = pack2(dva[dn][2], dva[dn][3]);
+        }
     }
 }
 
@@ -686,11 +733,7 @@ __device__ __forceinline__ void bwd_stage_query_tile(unsigned short* Qs, unsigne
                                                      long long qs, int h, int b, int T_, int nH, int q0) {
     cp_tile<HD, BR>(Qs, LD, q, qs, (long long)h * HD, b, T_, q0);
     cp_tile<HD, BR>(dOs, LD, dOut, qs, (long long)h * HD, b, T_, q0);
-    for (int r = threadIdx.x; r < BR; r += TC_THREADS) {
-        const int tq = q0 + r;
-        Ls[r] = tq < T_ ? lse[((long long)b * nH + h) * T_ + tq] : 0.f;
-        Ds[r] = tq < T_ ? Dv[((long long)b * nH + h) * T_ + tq] : 0.f;
-    }
+    bwd_load_lse_d<BR>(Ls, Ds, lse, Dv, b, T_, nH, h, q0);
 }
 
 template <int HD>
@@ -721,10 +764,7 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* 
     cp_async_commit();                         // group 0: K, V and the first query tile
 
     float dka[DN][4], dva[DN][4];
-#pragma unroll
-    for (int i = 0; i < DN; i++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) { dka[i][e] = 0.f; dva[i][e] = 0.f; }
+    zero_acc(dka); zero_acc(dva);
 
     for (int it = 0; it < nIt; it++) {
         const int buf = it & 1;
@@ -743,10 +783,7 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* 
 
         // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for this warp's 16 keys × the tile's 32 queries
         float st[BR / 8][4], dpt[BR / 8][4];
-#pragma unroll
-        for (int n = 0; n < BR / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) { st[n][e] = 0.f; dpt[n][e] = 0.f; }
+        zero_acc(st); zero_acc(dpt);
 #pragma unroll
         for (int kk = 0; kk < KS; kk++) {
             // A: keys warp·16.. (+8 for mi odd), dims kk·16.. (+8 for mi ≥ 2)
@@ -765,28 +802,18 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* 
                 mma16816(dpt[n], va, bo[0], bo[1]); mma16816(dpt[n + 1], va, bo[2], bo[3]);
             }
         }
-        // Pᵀ and dSᵀ in place of st / dpt: element e is (key kr0 or kr1, query n·8 + 2t + (e&1)); dSᵀ to shared memory
-        const int kj0 = k0 + kr0, kj1 = k0 + kr1;
+        // Pᵀ and dSᵀ in place of st / dpt; dSᵀ to shared memory as it lies in the accumulators (key rows, query pairs)
+        bwd_p_and_ds<BR>(st, dpt, Ls, Ds, q0, k0 + kr0, k0 + kr1, t, T_, scale);
 #pragma unroll
         for (int n = 0; n < BR / 8; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int ql = n * 8 + 2 * t + (e & 1), qi = q0 + ql, kj = (e < 2) ? kj0 : kj1;
-                const bool ok = kj <= qi && qi < T_ && kj < T_;
-                const float p = ok ? __expf(st[n][e] * scale - Ls[ql]) : 0.f;
-                st[n][e] = p;
-                dpt[n][e] = p * (dpt[n][e] - Ds[ql]);
-            }
             *(unsigned*)(dSt + kr0 * LQ + n * 8 + 2 * t) = pack2(dpt[n][0], dpt[n][1]);
             *(unsigned*)(dSt + kr1 * LQ + n * 8 + 2 * t) = pack2(dpt[n][2], dpt[n][3]);
         }
         // dV += Pᵀ·dO, dK += dSᵀ·Q over this tile's queries, 16 at a time
 #pragma unroll
         for (int kk = 0; kk < BR / 16; kk++) {
-            unsigned pa[4] = { pack2(st[2 * kk][0], st[2 * kk][1]), pack2(st[2 * kk][2], st[2 * kk][3]),
-                               pack2(st[2 * kk + 1][0], st[2 * kk + 1][1]), pack2(st[2 * kk + 1][2], st[2 * kk + 1][3]) };
-            unsigned sa[4] = { pack2(dpt[2 * kk][0], dpt[2 * kk][1]), pack2(dpt[2 * kk][2], dpt[2 * kk][3]),
-                               pack2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]), pack2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]) };
+            unsigned pa[4]; acc_to_a(pa, st, kk);
+            unsigned sa[4]; acc_to_a(sa, dpt, kk);
 #pragma unroll
             for (int dn = 0; dn < DN; dn += 2) {
                 // B, transposed: queries kk·16.. and kk·16+8.., dims dn·8.. and (dn+1)·8..
@@ -804,8 +831,7 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* 
         {
             const int rb = (warp & 1) * 16, dn0 = (warp >> 1) * (DN / 2);
             float dq[DN / 2][4];
-#pragma unroll
-            for (int i = 0; i < DN / 2; i++) { dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f; }
+            zero_acc(dq);
 #pragma unroll
             for (int kk = 0; kk < BC / 16; kk++) {
                 // A = dS, transposed out of dSᵀ: keys kk·16.. (+8 for mi ≥ 2), queries rb.. (+8 for mi odd)
@@ -819,38 +845,12 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* 
                     mma16816(dq[i], da, bk[0], bk[1]);
                 }
             }
-            const int qa0 = q0 + rb + g, qa1 = qa0 + 8;
-#pragma unroll
-            for (int i = 0; i < DN / 2; i++) {
-                const int col = (dn0 + i) * 8 + 2 * t;
-                if (qa0 < T_) {
-                    float* dst = dqAcc + ((long long)b * T_ + qa0) * qs + (long long)h * HD + col;
-                    atomicAdd(dst, dq[i][0] * scale); atomicAdd(dst + 1, dq[i][1] * scale);
-                }
-                if (qa1 < T_) {
-                    float* dst = dqAcc + ((long long)b * T_ + qa1) * qs + (long long)h * HD + col;
-                    atomicAdd(dst, dq[i][2] * scale); atomicAdd(dst + 1, dq[i][3] * scale);
-                }
-            }
+            bwd_add_dq<HD, DN / 2>(dqAcc, dq, b, T_, nH, h, q0 + rb + g, dn0, t, scale);
         }
         __syncthreads();                       // dSᵀ and this buffer may be overwritten
     }
     cp_async_wait<0>();
-    const int kj0 = k0 + kr0, kj1 = k0 + kr1;
-#pragma unroll
-    for (int dn = 0; dn < DN; dn++) {
-        const int col = dn * 8 + 2 * t;
-        if (kj0 < T_) {
-            const long long row = ((long long)b * T_ + kj0) * ks + kvOff + col;
-            *(unsigned*)(dk + row) = pack2(dka[dn][0] * scale, dka[dn][1] * scale);
-            *(unsigned*)(dv + row) = pack2(dva[dn][0], dva[dn][1]);
-        }
-        if (kj1 < T_) {
-            const long long row = ((long long)b * T_ + kj1) * ks + kvOff + col;
-            *(unsigned*)(dk + row) = pack2(dka[dn][2] * scale, dka[dn][3] * scale);
-            *(unsigned*)(dv + row) = pack2(dva[dn][2], dva[dn][3]);
-        }
-    }
+    bwd_store_dk_dv<HD>(dk, dv, dka, dva, b, T_, nKv, kvh, k0 + kr0, k0 + kr1, t, scale);
 }
 
 // Backward: block = (64-key tile, kv head, batch), 4 warps, warp w owns keys w·16..+16 of the tile and
@@ -882,10 +882,7 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
     load_tile_bf16<HD>(Vs, LD, v, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
 
     float dka[DN][4], dva[DN][4];
-#pragma unroll
-    for (int i = 0; i < DN; i++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) { dka[i][e] = 0.f; dva[i][e] = 0.f; }
+    zero_acc(dka); zero_acc(dva);
 
     const int nqt = (T_ + BR - 1) / BR;
     for (int hh = 0; hh < group; hh++) {
@@ -895,18 +892,11 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
             __syncthreads();
             load_tile_bf16_t<HD>(Qs, LD, QsT, LQT, q, qs, (long long)h * HD, b, T_, q0, BR, TC_THREADS);
             load_tile_bf16_t<HD>(dOs, LD, dOsT, LQT, dOut, qs, (long long)h * HD, b, T_, q0, BR, TC_THREADS);
-            for (int r = threadIdx.x; r < BR; r += TC_THREADS) {
-                const int tq = q0 + r;
-                Ls[r] = tq < T_ ? lse[((long long)b * nH + h) * T_ + tq] : 0.f;
-                Ds[r] = tq < T_ ? Dv[((long long)b * nH + h) * T_ + tq] : 0.f;
-            }
+            bwd_load_lse_d<BR>(Ls, Ds, lse, Dv, b, T_, nH, h, q0);
             __syncthreads();
 
             float st[BR / 8][4], dpt[BR / 8][4];
-#pragma unroll
-            for (int n = 0; n < BR / 8; n++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) { st[n][e] = 0.f; dpt[n][e] = 0.f; }
+            zero_acc(st); zero_acc(dpt);
 #pragma unroll
             for (int kk = 0; kk < KS; kk++) {
                 const int c = kk * 16 + 2 * t;
@@ -918,18 +908,9 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
                     mma16816(dpt[n], va, lds32(dOs, LD, n * 8 + g, c), lds32(dOs, LD, n * 8 + g, c + 8));
                 }
             }
-            // Pᵀ and dSᵀ in place of st / dpt: element e is (key kr0 or kr1, query n·8 + 2t + (e&1))
-            const int kj0 = k0 + kr0, kj1 = k0 + kr1;
+            bwd_p_and_ds<BR>(st, dpt, Ls, Ds, q0, k0 + kr0, k0 + kr1, t, T_, scale);
 #pragma unroll
             for (int n = 0; n < BR / 8; n++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int ql = n * 8 + 2 * t + (e & 1), qi = q0 + ql, kj = (e < 2) ? kj0 : kj1;
-                    const bool ok = kj <= qi && qi < T_ && kj < T_;
-                    const float p = ok ? __expf(st[n][e] * scale - Ls[ql]) : 0.f;
-                    st[n][e] = p;
-                    dpt[n][e] = p * (dpt[n][e] - Ds[ql]);
-                }
                 // dS to shared memory, query-major, for dQ
                 dSs[(n * 8 + 2 * t) * LS + kr0] = from_f32<bf16>(dpt[n][0]).bits;
                 dSs[(n * 8 + 2 * t + 1) * LS + kr0] = from_f32<bf16>(dpt[n][1]).bits;
@@ -939,10 +920,8 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
             // dV += Pᵀ·dO, dK += dSᵀ·Q over this tile's queries, 16 at a time
 #pragma unroll
             for (int kk = 0; kk < BR / 16; kk++) {
-                unsigned pa[4] = { pack2(st[2 * kk][0], st[2 * kk][1]), pack2(st[2 * kk][2], st[2 * kk][3]),
-                                   pack2(st[2 * kk + 1][0], st[2 * kk + 1][1]), pack2(st[2 * kk + 1][2], st[2 * kk + 1][3]) };
-                unsigned sa[4] = { pack2(dpt[2 * kk][0], dpt[2 * kk][1]), pack2(dpt[2 * kk][2], dpt[2 * kk][3]),
-                                   pack2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]), pack2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]) };
+                unsigned pa[4]; acc_to_a(pa, st, kk);
+                unsigned sa[4]; acc_to_a(sa, dpt, kk);
                 const int qr = kk * 16 + 2 * t;
 #pragma unroll
                 for (int dn = 0; dn < DN; dn++) {
@@ -957,8 +936,7 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
             {
                 const int rb = (warp & 1) * 16, dn0 = (warp >> 1) * (DN / 2);
                 float dq[DN / 2][4];
-#pragma unroll
-                for (int i = 0; i < DN / 2; i++) { dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f; }
+                zero_acc(dq);
 #pragma unroll
                 for (int kk = 0; kk < BC / 16; kk++) {
                     const int c = kk * 16 + 2 * t;
@@ -969,60 +947,30 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
                         mma16816(dq[i], da, lds32(KsT, LKT, col, c), lds32(KsT, LKT, col, c + 8));
                     }
                 }
-                const int qa0 = q0 + rb + g, qa1 = qa0 + 8;
-#pragma unroll
-                for (int i = 0; i < DN / 2; i++) {
-                    const int col = (dn0 + i) * 8 + 2 * t;
-                    if (qa0 < T_) {
-                        float* dst = dqAcc + ((long long)b * T_ + qa0) * qs + (long long)h * HD + col;
-                        atomicAdd(dst, dq[i][0] * scale); atomicAdd(dst + 1, dq[i][1] * scale);
-                    }
-                    if (qa1 < T_) {
-                        float* dst = dqAcc + ((long long)b * T_ + qa1) * qs + (long long)h * HD + col;
-                        atomicAdd(dst, dq[i][2] * scale); atomicAdd(dst + 1, dq[i][3] * scale);
-                    }
-                }
+                bwd_add_dq<HD, DN / 2>(dqAcc, dq, b, T_, nH, h, q0 + rb + g, dn0, t, scale);
             }
         }
     }
-    const int kj0 = k0 + kr0, kj1 = k0 + kr1;
-#pragma unroll
-    for (int dn = 0; dn < DN; dn++) {
-        const int col = dn * 8 + 2 * t;
-        if (kj0 < T_) {
-            const long long row = ((long long)b * T_ + kj0) * ks + (long long)kvh * HD + col;
-            *(unsigned*)(dk + row) = pack2(dka[dn][0] * scale, dka[dn][1] * scale);
-            *(unsigned*)(dv + row) = pack2(dva[dn][0], dva[dn][1]);
-        }
-        if (kj1 < T_) {
-            const long long row = ((long long)b * T_ + kj1) * ks + (long long)kvh * HD + col;
-            *(unsigned*)(dk + row) = pack2(dka[dn][2] * scale, dka[dn][3] * scale);
-            *(unsigned*)(dv + row) = pack2(dva[dn][2], dva[dn][3]);
-        }
-    }
+    bwd_store_dk_dv<HD>(dk, dv, dka, dva, b, T_, nKv, kvh, k0 + kr0, k0 + kr1, t, scale);
 }
 
+// the extern "C" entries: a forward writes out in TO (bf16, or fp32 for the model's attention output)
+#define ATT_TC_FWD(NAME, IMPL, TO, HD) \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) NAME( \
+    TO* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
+{ IMPL<HD, TO>(out, lse, q, k, v, B, T_, nH, nKv, scale); }
+#define ATT_TC_BWD(NAME, IMPL, HD) \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) NAME( \
+    float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, \
+    int B, int T_, int nH, int nKv, int hd, float scale) \
+{ IMPL<HD>(dqAcc, dk, dv, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, scale); }
 #define ATT_TC(HD) \
-extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc_hd##HD( \
-    bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_fwd_tc<HD, bf16>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
-extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc_f32out_hd##HD( \
-    float* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_fwd_tc<HD, float>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
-extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc2_hd##HD( \
-    bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_fwd_tc2<HD, bf16>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
-extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_tc2_f32out_hd##HD( \
-    float* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_fwd_tc2<HD, float>(out, lse, q, k, v, B, T_, nH, nKv, scale); } \
-extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_bwd_bf16_tc_hd##HD( \
-    float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, \
-    int B, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_bwd_tc<HD>(dqAcc, dk, dv, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, scale); } \
-extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_bwd_bf16_tc2_hd##HD( \
-    float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, \
-    int B, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_bwd_tc2<HD>(dqAcc, dk, dv, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, scale); }
+ATT_TC_FWD(attention_fwd_bf16_tc_hd##HD, attention_fwd_tc, bf16, HD) \
+ATT_TC_FWD(attention_fwd_bf16_tc_f32out_hd##HD, attention_fwd_tc, float, HD) \
+ATT_TC_FWD(attention_fwd_bf16_tc2_hd##HD, attention_fwd_tc2, bf16, HD) \
+ATT_TC_FWD(attention_fwd_bf16_tc2_f32out_hd##HD, attention_fwd_tc2, float, HD) \
+ATT_TC_BWD(attention_bwd_bf16_tc_hd##HD, attention_bwd_tc, HD) \
+ATT_TC_BWD(attention_bwd_bf16_tc2_hd##HD, attention_bwd_tc2, HD)
 ATT_TC(16)
 ATT_TC(32)
 ATT_TC(64)

@@ -159,16 +159,15 @@ public class CudaOpParityTests
         // BF16; BF16 inputs with an fp32 output are what the model uses (CausalLM keeps O in fp32)
         foreach (var (d, tc, f32Out) in new[] { (DType.F32, false, false), (DType.BF16, false, false), (DType.BF16, true, false), (DType.BF16, false, true), (DType.BF16, true, true) })
         {
-            t.Add(d, tc, f32Out, 2, 67, 4, 2, 16);
-            t.Add(d, tc, f32Out, 1, 67, 4, 4, 32);
-            t.Add(d, tc, f32Out, 2, 37, 8, 2, 64);
-            t.Add(d, tc, f32Out, 1, 130, 4, 1, 80);
-            t.Add(d, tc, f32Out, 1, 67, 6, 2, 128);
-            t.Add(d, tc, f32Out, 1, 200, 4, 4, 96);
+            foreach (var (B, T, H, Hkv, hd) in AttentionShapes) t.Add(d, tc, f32Out, B, T, H, Hkv, hd);
             if (!tc) t.Add(d, tc, f32Out, 1, 45, 2, 1, 256);
         }
         return t;
     }
+
+    /// <summary>(B, T, heads, kv heads, head dim): every tensor-core head dim, partial tiles, GQA groups of 1 to 4.</summary>
+    static readonly (int B, int T, int H, int Hkv, int hd)[] AttentionShapes =
+        [(2, 67, 4, 2, 16), (1, 67, 4, 4, 32), (2, 37, 8, 2, 64), (1, 130, 4, 1, 80), (1, 67, 6, 2, 128), (1, 200, 4, 4, 96)];
 
     /// <summary>
     /// The pipelined tensor-core kernels (attention_fwd_bf16_tc2, attention_bwd_bf16_tc2), at the tensor-core cases' shapes
@@ -179,12 +178,7 @@ public class CudaOpParityTests
         var t = new TheoryData<bool, int, int, int, int, int>();
         foreach (var f32Out in new[] { false, true })
         {
-            t.Add(f32Out, 2, 67, 4, 2, 16);
-            t.Add(f32Out, 1, 67, 4, 4, 32);
-            t.Add(f32Out, 2, 37, 8, 2, 64);
-            t.Add(f32Out, 1, 130, 4, 1, 80);
-            t.Add(f32Out, 1, 67, 6, 2, 128);
-            t.Add(f32Out, 1, 200, 4, 4, 96);
+            foreach (var (B, T, H, Hkv, hd) in AttentionShapes) t.Add(f32Out, B, T, H, Hkv, hd);
             t.Add(f32Out, 2, 64, 4, 2, 128);
             t.Add(f32Out, 1, 128, 2, 2, 64);
         }

@@ -21,6 +21,9 @@ public sealed partial class CudaBackend
     /// </summary>
     public bool PipelinedAttention { get; set; } = Environment.GetEnvironmentVariable("ELDR_ATTENTION") == "tc2";
 
+    /// <summary>cp.async moves 16-byte chunks: the pipelined kernels need every tensor they copy 16-byte aligned.</summary>
+    static bool Aligned16(params Tensor[] ts) => ts.All(t => Cu(t).Ptr % 16 == 0);
+
     bool UseTc(DType d, int headDim) =>
         TensorCoreAttention && d == DType.BF16 && Arch >= 80 && TensorCoreHeadDims.Contains(headDim);
 
@@ -64,8 +67,7 @@ public sealed partial class CudaBackend
         var kk = As(k, q.DType, temps); var vv = As(v, q.DType, temps);
         if (UseTc(q.DType, headDim))
         {
-            // cp.async moves 16-byte chunks: every row start must be 16-byte aligned (head dims are multiples of 16)
-            bool pipelined = PipelinedAttention && Cu(q).Ptr % 16 == 0 && Cu(kk).Ptr % 16 == 0 && Cu(vv).Ptr % 16 == 0;
+            bool pipelined = PipelinedAttention && Aligned16(q, kk, vv);
             Launch("attention", AttentionForwardKernel(q.DType, f32Out, true, headDim, pipelined), ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), 0,
                 P(output), P(lse), P(q), P(kk), P(vv), B, T, nHeads, nKvHeads, headDim, scale);
             Free(temps);
@@ -98,32 +100,25 @@ public sealed partial class CudaBackend
             P(D), P(g), P(o), B, T, nHeads, headDim);
         var dqAcc = dq.DType == DType.F32 ? dq : Temp(DType.F32, temps, dq.Shape);
         Zero(dqAcc);
-        if (UseTc(d, headDim) && PipelinedAttention && Cu(q).Ptr % 16 == 0 && Cu(kk).Ptr % 16 == 0 && Cu(vv).Ptr % 16 == 0 && Cu(g).Ptr % 16 == 0)
-        {
-            // Ks, Vs [64][hd+8], two buffers of Qs, dOs [32][hd+8], dSᵀ [64][40] (bf16); two buffers of lse, D [32] (f32)
-            int ld = headDim + 8;
-            uint psmem = (uint)((2 * 64 * ld + 4 * 32 * ld + 64 * 40) * 2 + 4 * 32 * 4);
-            Launch("attention", AttentionBackwardKernel(d, true, headDim, pipelined: true), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), psmem,
-                P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
-            if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
-            Free(temps);
-            return;
-        }
         if (UseTc(d, headDim))
         {
-            // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS [32][72] (bf16); lse, D [32] (f32)
             int ld = headDim + 8;
-            uint tsmem = (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 32 * 72) * 2 + 2 * 32 * 4);
-            Launch("attention", AttentionBackwardKernel(d, true, headDim), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
+            bool pipelined = PipelinedAttention && Aligned16(q, kk, vv, g);
+            uint tsmem = pipelined
+                // Ks, Vs [64][hd+8], two buffers of Qs, dOs [32][hd+8], dSᵀ [64][40] (bf16); two buffers of lse, D [32] (f32)
+                ? (uint)((2 * 64 * ld + 4 * 32 * ld + 64 * 40) * 2 + 4 * 32 * 4)
+                // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS [32][72] (bf16); lse, D [32] (f32)
+                : (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 32 * 72) * 2 + 2 * 32 * 4);
+            Launch("attention", AttentionBackwardKernel(d, true, headDim, pipelined), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
                 P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
-            if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
-            Free(temps);
-            return;
         }
-        var (hdMax, br, bc) = AttentionTiles(headDim);
-        uint smem = (uint)(((2 * bc + 2 * br) * (headDim + 1) + 2 * br * (bc + 1) + 2 * br) * 4);
-        Launch("attention", AttentionBackwardKernel(d, false, headDim), ((uint)((T + bc - 1) / bc), (uint)nKvHeads, (uint)B), (256, 1, 1), smem,
-            P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+        else
+        {
+            var (hdMax, br, bc) = AttentionTiles(headDim);
+            uint smem = (uint)(((2 * bc + 2 * br) * (headDim + 1) + 2 * br * (bc + 1) + 2 * br) * 4);
+            Launch("attention", AttentionBackwardKernel(d, false, headDim), ((uint)((T + bc - 1) / bc), (uint)nKvHeads, (uint)B), (256, 1, 1), smem,
+                P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+        }
         if (!ReferenceEquals(dqAcc, dq)) Cast(dq, dqAcc);
         Free(temps);
     }
