@@ -693,25 +693,36 @@ __device__ __forceinline__ void bwd_add_dq(float* dqAcc, const float (&dq)[NDQ][
     }
 }
 
-// the block's end: dK = scale·dka and dV = dva for key rows kj0 and kj1 (< T) of kv head kvh, as bf16 pairs
-template <int HD>
-__device__ __forceinline__ void bwd_store_dk_dv(bf16* dk, bf16* dv, const float (&dka)[HD / 8][4], const float (&dva)[HD / 8][4],
-                                                int b, int T_, int nKv, int kvh, int kj0, int kj1, int t, float scale) {
+// the block's end: dK = scale·dka and dV = dva for key rows kj0 and kj1 (< T) of kv head kvh, handed to
+// put(row, col, dk pair, dv pair) with row the element offset of (key, kv head) and col the first of the two dims
+template <int HD, typename Put>
+__device__ __forceinline__ void bwd_each_dk_dv(const float (&dka)[HD / 8][4], const float (&dva)[HD / 8][4],
+                                               int b, int T_, int nKv, int kvh, int kj0, int kj1, int t, float scale, Put put) {
     const long long ks = (long long)nKv * HD;
 #pragma unroll
     for (int dn = 0; dn < HD / 8; dn++) {
         const int col = dn * 8 + 2 * t;
-        if (kj0 < T_) {
-            const long long row = ((long long)b * T_ + kj0) * ks + (long long)kvh * HD + col;
-            *(unsigned*)(dk + row) = pack2(dka[dn][0] * scale, dka[dn][1] * scale);
-            *(unsigned*)(dv + row) = pack2(dva[dn][0], dva[dn][1]);
-        }
-        if (kj1 < T_) {
-            const long long row = ((long long)b * T_ + kj1) * ks + (long long)kvh * HD + col;
-            *(unsigned*)(dk + row) = pack2(dka[dn][2] * scale, dka[dn][3] * scale);
-            *(unsigned*)(dv + row) = pack2(dva[dn][2], dva[dn][3]);
-        }
+        if (kj0 < T_) put(((long long)b * T_ + kj0) * ks + (long long)kvh * HD + col, dka[dn][0] * scale, dka[dn][1] * scale, dva[dn][0], dva[dn][1]);
+        if (kj1 < T_) put(((long long)b * T_ + kj1) * ks + (long long)kvh * HD + col, dka[dn][2] * scale, dka[dn][3] * scale, dva[dn][2], dva[dn][3]);
     }
+}
+// ... stored as bf16 pairs (the block owns these rows)
+template <int HD>
+__device__ __forceinline__ void bwd_store_dk_dv(bf16* dk, bf16* dv, const float (&dka)[HD / 8][4], const float (&dva)[HD / 8][4],
+                                                int b, int T_, int nKv, int kvh, int kj0, int kj1, int t, float scale) {
+    bwd_each_dk_dv<HD>(dka, dva, b, T_, nKv, kvh, kj0, kj1, t, scale, [&](long long at, float k0, float k1, float v0, float v1) {
+        *(unsigned*)(dk + at) = pack2(k0, k1);
+        *(unsigned*)(dv + at) = pack2(v0, v1);
+    });
+}
+// ... added into fp32 accumulators (the group's heads share these rows)
+template <int HD>
+__device__ __forceinline__ void bwd_add_dk_dv(float* dkAcc, float* dvAcc, const float (&dka)[HD / 8][4], const float (&dva)[HD / 8][4],
+                                              int b, int T_, int nKv, int kvh, int kj0, int kj1, int t, float scale) {
+    bwd_each_dk_dv<HD>(dka, dva, b, T_, nKv, kvh, kj0, kj1, t, scale, [&](long long at, float k0, float k1, float v0, float v1) {
+        atomicAdd(dkAcc + at, k0); atomicAdd(dkAcc + at + 1, k1);
+        atomicAdd(dvAcc + at, v0); atomicAdd(dvAcc + at + 1, v1);
+    });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -737,8 +748,8 @@ __device__ __forceinline__ void bwd_stage_query_tile(unsigned short* Qs, unsigne
 }
 
 template <int HD>
-__device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v,
-                                  const float* lse, const float* Dv, int B, int T_, int nH, int nKv, float scale) {
+__device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, float* dkAcc, float* dvAcc, const bf16* dOut, const bf16* q,
+                                  const bf16* k, const bf16* v, const float* lse, const float* Dv, int B, int T_, int nH, int nKv, float scale) {
     constexpr int BR = 32, BC = 64, KS = HD / 16, DN = HD / 8, LD = HD + 8, LQ = BR + 8;
     static_assert(DN % 2 == 0, "dV and dK take two 8-dim column blocks per ldmatrix.x4");
     extern __shared__ __align__(16) unsigned short tsm[];
@@ -751,16 +762,21 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* 
     float* Db = Lb + 2 * BR;                   // 2 × [BR]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int mi = lane >> 3, lr = lane & 7;   // this lane's ldmatrix row: matrix mi, row lr
-    const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
-    const int k0 = kt * BC, group = nH / nKv;
+    // Without dkAcc, block (key tile, kv head, batch) walks every query head of its group and stores dK, dV. With it
+    // (grouped-query attention), block (key tile, query head, batch) walks its own head only, so a group's heads run
+    // in parallel, and adds its share of dK, dV into dkAcc, dvAcc (fp32, zeroed by the host; atomics).
+    const bool split = dkAcc != nullptr;
+    const int kt = blockIdx.x, b = blockIdx.z, group = nH / nKv;
+    const int kvh = split ? blockIdx.y / group : blockIdx.y, h0 = split ? blockIdx.y : kvh * group, nh = split ? 1 : group;
+    const int k0 = kt * BC;
     const long long qs = (long long)nH * HD, ks = (long long)nKv * HD, kvOff = (long long)kvh * HD;
     const int kr0 = warp * 16 + g, kr1 = kr0 + 8;          // this thread's key rows within the tile
-    const int qt0 = k0 / BR, nq = (T_ + BR - 1) / BR - qt0, nIt = group * nq;
+    const int qt0 = k0 / BR, nq = (T_ + BR - 1) / BR - qt0, nIt = nh * nq;
     const unsigned ksB = smem_u32(Ks), vsB = smem_u32(Vs), dstB = smem_u32(dSt);
 
     cp_tile<HD, BC>(Ks, LD, k, ks, kvOff, b, T_, k0);
     cp_tile<HD, BC>(Vs, LD, v, ks, kvOff, b, T_, k0);
-    bwd_stage_query_tile<HD, BR>(Qb, dOb, Lb, Db, LD, q, dOut, lse, Dv, qs, kvh * group, b, T_, nH, qt0 * BR);
+    bwd_stage_query_tile<HD, BR>(Qb, dOb, Lb, Db, LD, q, dOut, lse, Dv, qs, h0, b, T_, nH, qt0 * BR);
     cp_async_commit();                         // group 0: K, V and the first query tile
 
     float dka[DN][4], dva[DN][4];
@@ -768,11 +784,11 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* 
 
     for (int it = 0; it < nIt; it++) {
         const int buf = it & 1;
-        const int h = kvh * group + it / nq, q0 = (qt0 + it % nq) * BR;
+        const int h = h0 + it / nq, q0 = (qt0 + it % nq) * BR;
         if (it + 1 < nIt) {                    // the next tile into the other buffer (free since the last barrier)
             const int n1 = it + 1, o = (buf ^ 1);
             bwd_stage_query_tile<HD, BR>(Qb + o * BR * LD, dOb + o * BR * LD, Lb + o * BR, Db + o * BR, LD, q, dOut, lse, Dv, qs,
-                                         kvh * group + n1 / nq, b, T_, nH, (qt0 + n1 % nq) * BR);
+                                         h0 + n1 / nq, b, T_, nH, (qt0 + n1 % nq) * BR);
         }
         cp_async_commit();
         cp_async_wait<1>();                    // everything but the tile just issued is in
@@ -850,7 +866,8 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, const bf16* 
         __syncthreads();                       // dSᵀ and this buffer may be overwritten
     }
     cp_async_wait<0>();
-    bwd_store_dk_dv<HD>(dk, dv, dka, dva, b, T_, nKv, kvh, k0 + kr0, k0 + kr1, t, scale);
+    if (split) bwd_add_dk_dv<HD>(dkAcc, dvAcc, dka, dva, b, T_, nKv, kvh, k0 + kr0, k0 + kr1, t, scale);
+    else bwd_store_dk_dv<HD>(dk, dv, dka, dva, b, T_, nKv, kvh, k0 + kr0, k0 + kr1, t, scale);
 }
 
 // Backward: block = (64-key tile, kv head, batch), 4 warps, warp w owns keys w·16..+16 of the tile and
@@ -964,13 +981,19 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS) NAME( \
     float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, \
     int B, int T_, int nH, int nKv, int hd, float scale) \
 { IMPL<HD>(dqAcc, dk, dv, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, scale); }
+// the pipelined backward also takes fp32 dK, dV accumulators (null: none; see attention_bwd_tc2)
+#define ATT_TC2_BWD(NAME, HD) \
+extern "C" __global__ void __launch_bounds__(TC_THREADS) NAME( \
+    float* dqAcc, bf16* dk, bf16* dv, float* dkAcc, float* dvAcc, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v, \
+    const float* lse, const float* Dv, int B, int T_, int nH, int nKv, int hd, float scale) \
+{ attention_bwd_tc2<HD>(dqAcc, dk, dv, dkAcc, dvAcc, dOut, q, k, v, lse, Dv, B, T_, nH, nKv, scale); }
 #define ATT_TC(HD) \
 ATT_TC_FWD(attention_fwd_bf16_tc_hd##HD, attention_fwd_tc, bf16, HD) \
 ATT_TC_FWD(attention_fwd_bf16_tc_f32out_hd##HD, attention_fwd_tc, float, HD) \
 ATT_TC_FWD(attention_fwd_bf16_tc2_hd##HD, attention_fwd_tc2, bf16, HD) \
 ATT_TC_FWD(attention_fwd_bf16_tc2_f32out_hd##HD, attention_fwd_tc2, float, HD) \
 ATT_TC_BWD(attention_bwd_bf16_tc_hd##HD, attention_bwd_tc, HD) \
-ATT_TC_BWD(attention_bwd_bf16_tc2_hd##HD, attention_bwd_tc2, HD)
+ATT_TC2_BWD(attention_bwd_bf16_tc2_hd##HD, HD)
 ATT_TC(16)
 ATT_TC(32)
 ATT_TC(64)

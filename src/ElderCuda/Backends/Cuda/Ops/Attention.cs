@@ -109,8 +109,22 @@ public sealed partial class CudaBackend
                 ? (uint)((2 * 64 * ld + 4 * 32 * ld + 64 * 40) * 2 + 4 * 32 * 4)
                 // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS [32][72] (bf16); lse, D [32] (f32)
                 : (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 32 * 72) * 2 + 2 * 32 * 4);
-            Launch("attention", AttentionBackwardKernel(d, true, headDim, pipelined), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
-                P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+            if (!pipelined)
+                Launch("attention", AttentionBackwardKernel(d, true, headDim), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
+                    P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+            else if (nHeads == nKvHeads)
+                Launch("attention", AttentionBackwardKernel(d, true, headDim, pipelined: true), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
+                    P(dqAcc), P(dk), P(dv), P(null), P(null), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+            else
+            {
+                // grouped-query heads: one block per query head (not per kv head), so a group's heads run in parallel;
+                // their dK, dV shares meet in fp32 accumulators
+                var dkAcc = Temp(DType.F32, temps, dk.Shape); var dvAcc = Temp(DType.F32, temps, dv.Shape);
+                Zero(dkAcc); Zero(dvAcc);
+                Launch("attention", AttentionBackwardKernel(d, true, headDim, pipelined: true), ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), tsmem,
+                    P(dqAcc), P(dk), P(dv), P(dkAcc), P(dvAcc), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+                Cast(dk, dkAcc); Cast(dv, dvAcc);
+            }
         }
         else
         {
