@@ -11,4 +11,11 @@ static class TestSetup
     /// </summary>
     [ModuleInitializer]
     internal static void PoisonFreedCpuTensors() => CpuArrayPool.PoisonFreed = true;
+
+    /// <summary>
+    /// ... and with tensors allocated uninitialized filled with NaN (CPU and CUDA), so that an op which reads or adds into
+    /// an output it was handed uninitialized fails here.
+    /// </summary>
+    [ModuleInitializer]
+    internal static void PoisonUninitializedTensors() => ElderCuda.Backends.BackendOptions.PoisonUninitialized = true;
 }

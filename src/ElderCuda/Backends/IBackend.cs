@@ -26,6 +26,12 @@ public interface IBackend : IDisposable
     // ---- memory -----------------------------------------------------------------------------------
     /// <summary>A zero-filled tensor.</summary>
     Tensor Alloc(DType dtype, params int[] shape);
+    /// <summary>
+    /// A tensor whose contents are unspecified, for outputs an op overwrites whole (decoding allocates a dozen per layer
+    /// per token, and on the GPU each zero fill is one more call). With <see cref="BackendOptions.PoisonUninitialized"/> set
+    /// (the tests set it) float tensors come filled with NaN, so reading an element nobody wrote shows.
+    /// </summary>
+    Tensor AllocUninitialized(DType dtype, params int[] shape);
     /// <summary>A tensor holding <paramref name="data"/>, converted to <paramref name="dtype"/>.</summary>
     Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape);
     /// <summary>An I32 tensor (token ids, targets).</summary>
@@ -143,4 +149,11 @@ public interface IBackend : IDisposable
     /// updated value. m, v are F32. step is 1-based (bias correction).
     /// </summary>
     void AdamW(Tensor param, Tensor master, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, int step);
+}
+
+/// <summary>Switches shared by the backends.</summary>
+public static class BackendOptions
+{
+    /// <summary>Test switch: <see cref="IBackend.AllocUninitialized"/> fills float tensors with NaN instead of leaving them as they come.</summary>
+    public static bool PoisonUninitialized { get; set; }
 }

@@ -39,6 +39,7 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         _stats.OrderByDescending(kv => kv.Value.ticks).Select(kv => (kv.Key, kv.Value.ticks / (double)Stopwatch.Frequency, kv.Value.calls));
 
     public Tensor Alloc(DType dtype, params int[] shape) => Time("alloc", () => inner.Alloc(dtype, shape));
+    public Tensor AllocUninitialized(DType dtype, params int[] shape) => Time("alloc", () => inner.AllocUninitialized(dtype, shape));
     // the copies take spans, which a lambda cannot capture: timed by hand
     public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape) { long t0 = Stopwatch.GetTimestamp(); var r = inner.FromHost(data, dtype, shape); Done("from_host", t0); return r; }
     public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape) { long t0 = Stopwatch.GetTimestamp(); var r = inner.FromHostInt(data, shape); Done("from_host", t0); return r; }

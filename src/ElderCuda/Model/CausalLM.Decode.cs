@@ -68,7 +68,7 @@ public sealed partial class CausalLM
     /// </summary>
     public float[] Extend(KvCache cache, ReadOnlySpan<int> ids)
     {
-        using var outer = new Scope(Backend);
+        using var outer = new Scope(Backend, uninitialized: true);
         var logits = ExtendLogits(cache, ids, outer);
         var last = GC.AllocateUninitializedArray<float>(cache.Batch * Config.VocabSize);   // every element is written next
         Backend.ToHost(logits, last);
@@ -82,7 +82,7 @@ public sealed partial class CausalLM
     /// </summary>
     public int[] ExtendGreedy(KvCache cache, ReadOnlySpan<int> ids)
     {
-        using var outer = new Scope(Backend);
+        using var outer = new Scope(Backend, uninitialized: true);
         var logits = ExtendLogits(cache, ids, outer);
         var next = outer.A(DType.I32, cache.Batch);
         Backend.ArgMax(next, logits);
@@ -91,7 +91,10 @@ public sealed partial class CausalLM
         return r;
     }
 
-    /// <summary>Extend's work up to the logits [B, V] on the backend (owned by <paramref name="outer"/>).</summary>
+    /// <summary>
+    /// Extend's work up to the logits [B, V] on the backend (owned by <paramref name="outer"/>). Activations are allocated
+    /// uninitialized: the forward ops overwrite every output, and the tests poison such tensors with NaN to prove it.
+    /// </summary>
     Tensor ExtendLogits(KvCache cache, ReadOnlySpan<int> ids, Scope outer)
     {
         int B = cache.Batch;
@@ -113,7 +116,7 @@ public sealed partial class CausalLM
         {
             if (Skip[i]) continue;
             if (cache.K[i] is null) throw new InvalidOperationException($"layer {i} was skipped when the KV cache was made");
-            using var ls = new Scope(be);
+            using var ls = new Scope(be, uninitialized: true);   // decoding is forward only: every op overwrites its output
             var y = LayerForward(i, x, new LayerAct { Scope = ls }, ls, outer, B, T, cache);
             x = ApplyGate(i, x, y, outer);
         }

@@ -25,10 +25,14 @@ public sealed partial class CausalLM
     }
 
     /// <summary>Owns the tensors of one step (or one layer) and frees them together.</summary>
-    internal sealed class Scope(IBackend be) : IDisposable
+    /// <summary>
+    /// Owns the tensors allocated through it until disposed. An <paramref name="uninitialized"/> scope hands out tensors
+    /// with unspecified contents (IBackend.AllocUninitialized), for forward-only work whose every op overwrites its output.
+    /// </summary>
+    internal sealed class Scope(IBackend be, bool uninitialized = false) : IDisposable
     {
         readonly List<Tensor> _owned = new();
-        public Tensor A(DType dt, params int[] shape) { var t = be.Alloc(dt, shape); _owned.Add(t); return t; }
+        public Tensor A(DType dt, params int[] shape) { var t = uninitialized ? be.AllocUninitialized(dt, shape) : be.Alloc(dt, shape); _owned.Add(t); return t; }
         public Tensor Track(Tensor t) { _owned.Add(t); return t; }
         public void Dispose() { foreach (var t in _owned) t.Dispose(); _owned.Clear(); }
     }

@@ -43,6 +43,7 @@ public sealed class Bf16StorageEmulator : IBackend
     }
 
     public Tensor Alloc(DType dtype, params int[] shape) => Track(cpu.Alloc(dtype, shape), dtype);
+    public Tensor AllocUninitialized(DType dtype, params int[] shape) => Track(cpu.AllocUninitialized(dtype, shape), dtype);
     public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape) => Track(cpu.FromHost(data, dtype, shape), dtype);
     public Tensor FromHostInt(ReadOnlySpan<int> data, params int[] shape) => cpu.FromHostInt(data, shape);
     public void CopyFromHost(Tensor dst, ReadOnlySpan<float> data) { cpu.CopyFromHost(dst, data); Round(dst); }

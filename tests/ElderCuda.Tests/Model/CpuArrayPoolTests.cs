@@ -40,6 +40,18 @@ public class CpuArrayPoolTests
         Assert.True(float.IsNaN(t.Span[123]));
     }
 
+    /// <summary>Decoding's uninitialized activations read as NaN in the tests (TestSetup), and as zero otherwise.</summary>
+    [Fact]
+    public void UninitializedTensorsArePoisonedInTests()
+    {
+        var be = new CpuBackend();
+        Assert.True(ElderCuda.Backends.BackendOptions.PoisonUninitialized, "the test assembly runs with poisoning on (TestSetup)");
+        using var t = (CpuTensor)be.AllocUninitialized(DType.F32, 3, 7);
+        Assert.All(t.Span[..21].ToArray(), v => Assert.True(float.IsNaN(v)));
+        using var z = (CpuTensor)be.Alloc(DType.F32, 3, 7);
+        Assert.All(z.Span[..21].ToArray(), v => Assert.Equal(0f, v));
+    }
+
     [Fact]
     public void LengthsNotAskedForLatelyAreLetGoWhileASteadyLoopKeepsHitting()
     {

@@ -22,6 +22,14 @@ public sealed partial class CpuBackend : IBackend
 
     public Tensor Alloc(DType dtype, params int[] shape) => new CpuTensor(Storage(dtype), shape);
 
+    /// <summary>Pooled arrays come zeroed anyway; poisoned with NaN under <see cref="BackendOptions.PoisonUninitialized"/>.</summary>
+    public Tensor AllocUninitialized(DType dtype, params int[] shape)
+    {
+        var t = new CpuTensor(Storage(dtype), shape);
+        if (BackendOptions.PoisonUninitialized && t.F is { } f) Array.Fill(f, float.NaN);
+        return t;
+    }
+
     public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape)
     {
         var t = new CpuTensor(Storage(dtype), shape);

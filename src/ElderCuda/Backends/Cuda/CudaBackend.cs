@@ -227,6 +227,15 @@ public sealed unsafe partial class CudaBackend : IBackend
         return t;
     }
 
+    /// <summary>No zero fill (one driver call fewer); NaN-filled under <see cref="BackendOptions.PoisonUninitialized"/>.</summary>
+    public Tensor AllocUninitialized(DType dtype, params int[] shape)
+    {
+        Enter();
+        var t = new CudaTensor(Allocator, dtype, shape);
+        if (BackendOptions.PoisonUninitialized && dtype is DType.F32 or DType.BF16) FillBits(t, dtype == DType.F32 ? 0x7FC00000u : 0x7FC0u);
+        return t;
+    }
+
     public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape)
     {
         Enter();
