@@ -54,7 +54,7 @@ att = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)\[\];", r"
 if "asm" in re.sub(r"//.*", "", att) or "asm" in re.sub(r"//.*", "", common):
     sys.exit("inline PTX left in the sources: emu.h has no stand-in for it")
 
-out_dir = "/tmp/eldr-emu"
+out_dir = os.environ.get("ELDR_EMU_DIR", "/tmp/eldr-emu")
 os.makedirs(out_dir, exist_ok=True)
 src = os.path.join(out_dir, family + "_emu.cpp")
 with open(src, "w") as f:
