@@ -730,8 +730,10 @@ __device__ __forceinline__ void bwd_add_dk_dv(float* dkAcc, float* dvAcc, const 
 // - the query tiles (Q, dO, lse, D) double-buffered: tile i+1 is copied by cp.async while tile i computes;
 // - every B fragment, and dS's A fragment, read by ldmatrix: Q, dO and K as stored, transposed where a
 //   product needs it by ldmatrix.trans, so the transposed copies Kᵀ, Qᵀ, dOᵀ are gone;
-// - dSᵀ stored key-major as 32-bit pairs (the accumulator layout) and read back transposed for dQ.
-// Shared memory at hd 128: 75 KB instead of 96 KB. Selected with ELDR_ATTENTION=tc2, like the forward.
+// - dSᵀ stored key-major as 32-bit pairs (the accumulator layout) and read back transposed for dQ;
+// - with grouped-query heads, one block per query head instead of per kv head (dK, dV added in fp32).
+// Shared memory at hd 128: 75 KB instead of 96 KB. Selected with ELDR_ATTENTION=tc2, like the forward;
+// bench/gpu/emu runs it on the CPU.
 // ------------------------------------------------------------------------------------------------
 __device__ __forceinline__ void ldsm_x2_t(unsigned* r, unsigned addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
