@@ -739,6 +739,12 @@ __device__ __forceinline__ void ldsm_x2_t(unsigned* r, unsigned addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
 }
 
+// a bf16 pair minus c, rounded back to a bf16 pair (its error is relative to the centred values, which are small
+// where keys share a large component)
+__device__ __forceinline__ unsigned centred(unsigned pair, float c) {
+    return pack2(__uint_as_float(pair << 16) - c, __uint_as_float(pair & 0xffff0000u) - c);
+}
+
 // one query tile of head h, rows q0.., into a buffer: Q and dO by cp.async (the caller commits), lse and D by plain loads
 template <int HD, int BR>
 __device__ __forceinline__ void bwd_stage_query_tile(unsigned short* Qs, unsigned short* dOs, float* Ls, float* Ds, int LD,
@@ -762,6 +768,7 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, float* dkAcc
     unsigned short* dSt = dOb + 2 * BR * LD;   // [BC][LQ]  dSᵀ, key-major
     float* Lb = (float*)(dSt + BC * LQ);       // 2 × [BR]
     float* Db = Lb + 2 * BR;                   // 2 × [BR]
+    float* Cs = Db + 2 * BR;                   // [HD]  c, what dQ's keys are centred on (below)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int mi = lane >> 3, lr = lane & 7;   // this lane's ldmatrix row: matrix mi, row lr
     // Without dkAcc, block (key tile, kv head, batch) walks every query head of its group and stores dK, dV. With it
@@ -779,6 +786,19 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, float* dkAcc
     cp_tile<HD, BC>(Ks, LD, k, ks, kvOff, b, T_, k0);
     cp_tile<HD, BC>(Vs, LD, v, ks, kvOff, b, T_, k0);
     bwd_stage_query_tile<HD, BR>(Qb, dOb, Lb, Db, LD, q, dOut, lse, Dv, qs, h0, b, T_, nH, qt0 * BR);
+    // dQ_i = scale·Σ_j dS_ij·K_j = scale·Σ_j dS_ij·(K_j − c) for any c, because Σ_j dS_ij = 0 (dS = P ⊙ (dP − D) and
+    // D = Σ_j P_ij·dP_ij). So the bf16 rounding of dS can multiply K_j − c instead of K_j: where keys share a large
+    // component (bias-dominated models), it no longer swamps dQ (bench/gpu/emu "biased": dq error 0.13 → 2e-3).
+    // c is the mean of the sequence's first 64 keys: every block computes the same one (dQ adds over key tiles), and
+    // an outlying first key (an attention sink) moves it by 1/64 only.
+    {
+        const int nc = min(T_, 64);
+        for (int d = threadIdx.x; d < HD; d += TC_THREADS) {
+            float sum = 0.f;
+            for (int j = 0; j < nc; j++) sum += ld(k, ((long long)b * T_ + j) * ks + kvOff + d);
+            Cs[d] = sum / (float)nc;
+        }
+    }
     cp_async_commit();                         // group 0: K, V and the first query tile
 
     float dka[DN][4], dva[DN][4];
@@ -860,7 +880,8 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, float* dkAcc
                     // B = K, transposed: keys kk·16.. and kk·16+8.., dims (dn0+i)·8..
                     unsigned bk[2];
                     ldsm_x2_t(bk, ksB + 2u * (unsigned)((kk * 16 + (mi & 1) * 8 + lr) * LD + (dn0 + i) * 8));
-                    mma16816(dq[i], da, bk[0], bk[1]);
+                    const float c = Cs[(dn0 + i) * 8 + g];   // both of this lane's elements are dim (dn0+i)·8 + g
+                    mma16816(dq[i], da, centred(bk[0], c), centred(bk[1], c));
                 }
             }
             bwd_add_dq<HD, DN / 2>(dqAcc, dq, b, T_, nH, h, q0 + rb + g, dn0, t, scale);
