@@ -732,7 +732,7 @@ __device__ __forceinline__ void bwd_add_dk_dv(float* dkAcc, float* dvAcc, const 
 //   product needs it by ldmatrix.trans, so the transposed copies Kᵀ, Qᵀ, dOᵀ are gone;
 // - dSᵀ stored key-major as 32-bit pairs (the accumulator layout) and read back transposed for dQ;
 // - with grouped-query heads, one block per query head instead of per kv head (dK, dV added in fp32).
-// Shared memory at hd 128: 75 KB instead of 96 KB. Selected with ELDR_ATTENTION=tc2, like the forward;
+// Shared memory at hd 128: 76 KB instead of 96 KB. Selected with ELDR_ATTENTION=tc2, like the forward;
 // bench/gpu/emu runs it on the CPU.
 // ------------------------------------------------------------------------------------------------
 __device__ __forceinline__ void ldsm_x2_t(unsigned* r, unsigned addr) {
