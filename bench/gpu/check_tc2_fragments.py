@@ -7,83 +7,30 @@ def rnd(r, c): return [[random.randint(-4, 4) for _ in range(c)] for _ in range(
 def matmul(A, B): return [[sum(A[i][k] * B[k][j] for k in range(len(B))) for j in range(len(B[0]))] for i in range(len(A))]
 def T(A): return [list(x) for x in zip(*A)]
 
-for HD in (16, 32, 64, 80, 96, 128):
-    KS, DN, LD = HD // 16, HD // 8, HD + 8
-    Q = rnd(16, HD); K = rnd(64, HD); V = rnd(64, HD); P = rnd(16, 64)
-    Ks = [0] * (64 * LD); Vs = [0] * (64 * LD)
-    for r in range(64): Ks[r * LD:r * LD + HD] = K[r]; Vs[r * LD:r * LD + HD] = V[r]
-    def ldsm(smem, addr_of_lane, trans):
-        # addr_of_lane(l) = element offset of the row that lane l points at; returns r[lane][i] = (lo, hi)
-        rows = [[smem[addr_of_lane(8 * i + r): addr_of_lane(8 * i + r) + 8] for r in range(8)] for i in range(4)]
-        out = []
-        for l in range(32):
-            regs = []
-            for i in range(4):
-                M = rows[i]            # 8x8, M[row][col]
-                if not trans: regs.append((M[l // 4][2 * (l % 4)], M[l // 4][2 * (l % 4) + 1]))
-                else: regs.append((M[2 * (l % 4)][l // 4], M[2 * (l % 4) + 1][l // 4]))
-            out.append(regs)
-        return out
-    def mma(c, a, b0, b1):
-        # c[lane] 4 floats, a[lane] 4 pairs, b0/b1[lane] pairs; builds A (16x16), B (16x8) from fragments
-        A = [[None] * 16 for _ in range(16)]; B = [[None] * 8 for _ in range(16)]
-        for l in range(32):
-            g, t = l // 4, l % 4
-            for (r, c0), pr in zip(((g, 2*t), (g+8, 2*t), (g, 2*t+8), (g+8, 2*t+8)), a[l]):
-                A[r][c0], A[r][c0+1] = pr
-            B[2*t][g], B[2*t+1][g] = b0[l]; B[2*t+8][g], B[2*t+9][g] = b1[l]
-        assert all(x is not None for row in A for x in row) and all(x is not None for row in B for x in row)
-        C = matmul(A, B)
-        for l in range(32):
-            g, t = l // 4, l % 4
-            c[l][0] += C[g][2*t]; c[l][1] += C[g][2*t+1]; c[l][2] += C[g+8][2*t]; c[l][3] += C[g+8][2*t+1]
-    # S = Q Kᵀ
-    qa = [[(tuple(Q[l//4][kk*16+2*(l%4):kk*16+2*(l%4)+2]), tuple(Q[l//4+8][kk*16+2*(l%4):kk*16+2*(l%4)+2]),
-            tuple(Q[l//4][kk*16+8+2*(l%4):kk*16+8+2*(l%4)+2]), tuple(Q[l//4+8][kk*16+8+2*(l%4):kk*16+8+2*(l%4)+2])) for l in range(32)] for kk in range(KS)]
-    s = [[[0] * 4 for _ in range(32)] for _ in range(8)]
-    for j in range(0, 8, 2):
-        for kk in range(KS):
-            bf = ldsm(Ks, lambda l: (j * 8 + ((l >> 3) >> 1) * 8 + (l & 7)) * LD + kk * 16 + ((l >> 3) & 1) * 8, False)
-            mma(s[j], [qa[kk][l] for l in range(32)], [bf[l][0] for l in range(32)], [bf[l][1] for l in range(32)])
-            mma(s[j + 1], [qa[kk][l] for l in range(32)], [bf[l][2] for l in range(32)], [bf[l][3] for l in range(32)])
-    S = matmul(Q, T(K))
-    for j in range(8):
-        for l in range(32):
-            g, t = l // 4, l % 4; kj = j * 8 + 2 * t
-            assert (s[j][l][0], s[j][l][1], s[j][l][2], s[j][l][3]) == (S[g][kj], S[g][kj+1], S[g+8][kj], S[g+8][kj+1]), (HD, j, l)
-    # O = P V, with P given as the C-layout accumulators s'[j] of 16 rows × 64 keys
-    sp = [[(P[l//4][j*8+2*(l%4)], P[l//4][j*8+2*(l%4)+1], P[l//4+8][j*8+2*(l%4)], P[l//4+8][j*8+2*(l%4)+1]) for l in range(32)] for j in range(8)]
-    o = [[[0] * 4 for _ in range(32)] for _ in range(DN)]
-    for kk in range(4):
-        pa = [((sp[2*kk][l][0], sp[2*kk][l][1]), (sp[2*kk][l][2], sp[2*kk][l][3]), (sp[2*kk+1][l][0], sp[2*kk+1][l][1]), (sp[2*kk+1][l][2], sp[2*kk+1][l][3])) for l in range(32)]
-        for dn in range(0, DN, 2):
-            bf = ldsm(Vs, lambda l: (kk * 16 + ((l >> 3) & 1) * 8 + (l & 7)) * LD + (dn + ((l >> 3) >> 1)) * 8, True)
-            mma(o[dn], pa, [bf[l][0] for l in range(32)], [bf[l][1] for l in range(32)])
-            mma(o[dn + 1], pa, [bf[l][2] for l in range(32)], [bf[l][3] for l in range(32)])
-    O = matmul(P, V)
-    for dn in range(DN):
-        for l in range(32):
-            g, t = l // 4, l % 4; c = dn * 8 + 2 * t
-            assert (o[dn][l][0], o[dn][l][1], o[dn][l][2], o[dn][l][3]) == (O[g][c], O[g][c+1], O[g+8][c], O[g+8][c+1]), (HD, dn, l)
-    # bank check: the 8 row addresses of each ldmatrix phase cover 32 distinct banks
-    for base in range(8):
-        banks = set()
-        for r in range(8):
-            word = ((r * LD) * 2) // 4
-            for w in range(4): banks.add((word + w) % 32)
-        assert len(banks) == 32, (HD, banks)
-    print("HD", HD, "S and O fragments match; ldmatrix rows conflict-free")
-
-# ---- attention_bwd_tc2: the same check for the backward's products (4 warps, 64 keys, 32 queries) ----
 def ldsm_n(smem, addr_of_lane, trans, count):
+    """ldmatrix .x{count}: addr_of_lane(l) is the element offset of the row lane l points at; returns r[lane][i] = (lo, hi)."""
     out = []
     for l in range(32):
         regs = []
         for i in range(count):
-            M = [smem[addr_of_lane(8 * i + r): addr_of_lane(8 * i + r) + 8] for r in range(8)]
+            M = [smem[addr_of_lane(8 * i + r): addr_of_lane(8 * i + r) + 8] for r in range(8)]   # 8x8, M[row][col]
             regs.append((M[l // 4][2 * (l % 4)], M[l // 4][2 * (l % 4) + 1]) if not trans else (M[2 * (l % 4)][l // 4], M[2 * (l % 4) + 1][l // 4]))
         out.append(regs)
     return out
+
+def mma(c, a, b0, b1):
+    """mma.m16n8k16: c[lane] 4 accumulators += A·B, with A (16x16) and B (16x8) rebuilt from a[lane] (4 pairs), b0/b1[lane] (pairs)."""
+    A = [[None] * 16 for _ in range(16)]; B = [[None] * 8 for _ in range(16)]
+    for l in range(32):
+        g, t = l // 4, l % 4
+        for (r, c0), pr in zip(((g, 2*t), (g+8, 2*t), (g, 2*t+8), (g+8, 2*t+8)), a[l]):
+            A[r][c0], A[r][c0+1] = pr
+        B[2*t][g], B[2*t+1][g] = b0[l]; B[2*t+8][g], B[2*t+9][g] = b1[l]
+    assert all(x is not None for row in A for x in row) and all(x is not None for row in B for x in row)
+    C = matmul(A, B)
+    for l in range(32):
+        g, t = l // 4, l % 4
+        c[l][0] += C[g][2*t]; c[l][1] += C[g][2*t+1]; c[l][2] += C[g+8][2*t]; c[l][3] += C[g+8][2*t+1]
 
 def cfrag_check(acc, Mref, row0, col0, what):
     for l in range(32):
@@ -91,6 +38,39 @@ def cfrag_check(acc, Mref, row0, col0, what):
         got = tuple(acc[l]); want = (Mref[row0 + g][col0 + 2*t], Mref[row0 + g][col0 + 2*t + 1], Mref[row0 + g + 8][col0 + 2*t], Mref[row0 + g + 8][col0 + 2*t + 1])
         assert got == want, (what, l, got, want)
 
+for HD in (16, 32, 64, 80, 96, 128):
+    KS, DN, LD = HD // 16, HD // 8, HD + 8
+    Q = rnd(16, HD); K = rnd(64, HD); V = rnd(64, HD); P = rnd(16, 64)
+    Ks = [0] * (64 * LD); Vs = [0] * (64 * LD)
+    for r in range(64): Ks[r * LD:r * LD + HD] = K[r]; Vs[r * LD:r * LD + HD] = V[r]
+    # S = Q Kᵀ
+    qa = [[(tuple(Q[l//4][kk*16+2*(l%4):kk*16+2*(l%4)+2]), tuple(Q[l//4+8][kk*16+2*(l%4):kk*16+2*(l%4)+2]),
+            tuple(Q[l//4][kk*16+8+2*(l%4):kk*16+8+2*(l%4)+2]), tuple(Q[l//4+8][kk*16+8+2*(l%4):kk*16+8+2*(l%4)+2])) for l in range(32)] for kk in range(KS)]
+    s = [[[0] * 4 for _ in range(32)] for _ in range(8)]
+    for j in range(0, 8, 2):
+        for kk in range(KS):
+            bf = ldsm_n(Ks, lambda l: (j * 8 + ((l >> 3) >> 1) * 8 + (l & 7)) * LD + kk * 16 + ((l >> 3) & 1) * 8, False, 4)
+            mma(s[j], qa[kk], [x[0] for x in bf], [x[1] for x in bf])
+            mma(s[j + 1], qa[kk], [x[2] for x in bf], [x[3] for x in bf])
+    S = matmul(Q, T(K))
+    for j in range(8): cfrag_check(s[j], S, 0, j * 8, ("S", HD, j))
+    # O = P V, with P given as the C-layout accumulators of 16 rows × 64 keys
+    sp = [[(P[l//4][j*8+2*(l%4)], P[l//4][j*8+2*(l%4)+1], P[l//4+8][j*8+2*(l%4)], P[l//4+8][j*8+2*(l%4)+1]) for l in range(32)] for j in range(8)]
+    o = [[[0] * 4 for _ in range(32)] for _ in range(DN)]
+    for kk in range(4):
+        pa = [((sp[2*kk][l][0], sp[2*kk][l][1]), (sp[2*kk][l][2], sp[2*kk][l][3]), (sp[2*kk+1][l][0], sp[2*kk+1][l][1]), (sp[2*kk+1][l][2], sp[2*kk+1][l][3])) for l in range(32)]
+        for dn in range(0, DN, 2):
+            bf = ldsm_n(Vs, lambda l: (kk * 16 + ((l >> 3) & 1) * 8 + (l & 7)) * LD + (dn + ((l >> 3) >> 1)) * 8, True, 4)
+            mma(o[dn], pa, [x[0] for x in bf], [x[1] for x in bf])
+            mma(o[dn + 1], pa, [x[2] for x in bf], [x[3] for x in bf])
+    O = matmul(P, V)
+    for dn in range(DN): cfrag_check(o[dn], O, 0, dn * 8, ("O", HD, dn))
+    # bank check: the 8 row addresses of one ldmatrix phase (rows LD apart, 16 bytes each) cover 32 distinct banks
+    banks = {((r * LD * 2) // 4 + w) % 32 for r in range(8) for w in range(4)}
+    assert len(banks) == 32, (HD, banks)
+    print("HD", HD, "S and O fragments match; ldmatrix rows conflict-free")
+
+# ---- attention_bwd_tc2: the same check for the backward's products (4 warps, 64 keys, 32 queries) ----
 for HD in (16, 32, 64, 80, 96, 128):
     BR, BC, KS, DN, LD, LQ = 32, 64, HD // 16, HD // 8, HD + 8, 32 + 8
     K = rnd(BC, HD); V = rnd(BC, HD); Qm = rnd(BR, HD); dO = rnd(BR, HD); dS = rnd(BR, BC)   # dS[query][key]
