@@ -24,10 +24,10 @@ public sealed partial class CausalLM
         public double RegNorm;
     }
 
-    /// <summary>Owns the tensors of one step (or one layer) and frees them together.</summary>
     /// <summary>
-    /// Owns the tensors allocated through it until disposed. An <paramref name="uninitialized"/> scope hands out tensors
-    /// with unspecified contents (IBackend.AllocUninitialized), for forward-only work whose every op overwrites its output.
+    /// Owns the tensors of one step (or one layer), allocated through it, and frees them together. An
+    /// <paramref name="uninitialized"/> scope hands out tensors with unspecified contents (IBackend.AllocUninitialized),
+    /// for forward-only work whose every op overwrites its output.
     /// </summary>
     internal sealed class Scope(IBackend be, bool uninitialized = false) : IDisposable
     {

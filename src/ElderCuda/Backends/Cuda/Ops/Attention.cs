@@ -16,8 +16,8 @@ public sealed partial class CudaBackend
 
     /// <summary>
     /// Use the pipelined tensor-core kernels (attention_fwd_bf16_tc2, attention_bwd_bf16_tc2: cp.async and ldmatrix) where
-    /// the tensor-core path runs and the tensors they copy are 16-byte aligned. Off by default until a GPU run has checked and timed it; the environment
-    /// variable ELDR_ATTENTION=tc2 turns it on.
+    /// the tensor-core path runs and the tensors they copy are 16-byte aligned. Off by default until a GPU run has
+    /// checked and timed them; the environment variable ELDR_ATTENTION=tc2 turns them on.
     /// </summary>
     public bool PipelinedAttention { get; set; } = Environment.GetEnvironmentVariable("ELDR_ATTENTION") == "tc2";
 
@@ -109,21 +109,25 @@ public sealed partial class CudaBackend
                 ? (uint)((2 * 64 * ld + 4 * 32 * ld + 64 * 40) * 2 + (4 * 32 + headDim) * 4)
                 // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS [32][72] (bf16); lse, D [32] (f32)
                 : (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 32 * 72) * 2 + 2 * 32 * 4);
+            var grid = ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B);
+            var name = AttentionBackwardKernel(d, true, headDim, pipelined);
             if (!pipelined)
-                Launch("attention", AttentionBackwardKernel(d, true, headDim), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
-                    P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
-            else if (nHeads == nKvHeads)
-                Launch("attention", AttentionBackwardKernel(d, true, headDim, pipelined: true), ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B), (128, 1, 1), tsmem,
-                    P(dqAcc), P(dk), P(dv), P(null), P(null), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
+                Launch("attention", name, grid, (128, 1, 1), tsmem, P(dqAcc), P(dk), P(dv), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
             else
             {
                 // grouped-query heads: one block per query head (not per kv head), so a group's heads run in parallel;
-                // their dK, dV shares meet in fp32 accumulators
-                var dkAcc = Temp(DType.F32, temps, dk.Shape); var dvAcc = Temp(DType.F32, temps, dv.Shape);
-                Zero(dkAcc); Zero(dvAcc);
-                Launch("attention", AttentionBackwardKernel(d, true, headDim, pipelined: true), ((uint)((T + 63) / 64), (uint)nHeads, (uint)B), (128, 1, 1), tsmem,
+                // their dK, dV shares meet in fp32 accumulators (none for MHA: each block stores its own rows)
+                bool split = nHeads != nKvHeads;
+                Tensor? dkAcc = null, dvAcc = null;
+                if (split)
+                {
+                    dkAcc = Temp(DType.F32, temps, dk.Shape); dvAcc = Temp(DType.F32, temps, dv.Shape);
+                    Zero(dkAcc); Zero(dvAcc);
+                    grid.Item2 = (uint)nHeads;
+                }
+                Launch("attention", name, grid, (128, 1, 1), tsmem,
                     P(dqAcc), P(dk), P(dv), P(dkAcc), P(dvAcc), P(g), P(q), P(kk), P(vv), P(lse), P(D), B, T, nHeads, nKvHeads, headDim, scale);
-                Cast(dk, dkAcc); Cast(dv, dvAcc);
+                if (split) { Cast(dk, dkAcc!); Cast(dv, dvAcc!); }
             }
         }
         else
