@@ -50,21 +50,23 @@ public static class DTypes
     public static void ToBf16(ReadOnlySpan<float> src, Span<ushort> dst)
     {
         if (dst.Length < src.Length) throw new ArgumentException($"{dst.Length} bf16 slots for {src.Length} floats");
-        const int chunk = 1 << 18;
-        if (src.Length < 4 * chunk) { ToBf16Chunk(src, dst); return; }
         unsafe
         {
             fixed (float* ps = src)
             fixed (ushort* pd = dst)
             {
-                float* s0 = ps; ushort* d0 = pd; int n = src.Length;
-                Parallel.For(0, (n + chunk - 1) / chunk, c =>
-                {
-                    int start = c * chunk, len = Math.Min(chunk, n - start);
-                    ToBf16Chunk(new ReadOnlySpan<float>(s0 + start, len), new Span<ushort>(d0 + start, len));
-                });
+                float* s0 = ps; ushort* d0 = pd;
+                InChunks(src.Length, (start, len) => ToBf16Chunk(new ReadOnlySpan<float>(s0 + start, len), new Span<ushort>(d0 + start, len)));
             }
         }
+    }
+
+    /// <summary>body(start, length) over [0, n): in one piece below 1 M elements, else in 256 K pieces on all cores.</summary>
+    static void InChunks(int n, Action<int, int> body)
+    {
+        const int chunk = 1 << 18;
+        if (n < 4 * chunk) { body(0, n); return; }
+        Parallel.For(0, (n + chunk - 1) / chunk, c => body(c * chunk, Math.Min(chunk, n - c * chunk)));
     }
 
     static void ToBf16Chunk(ReadOnlySpan<float> src, Span<ushort> dst)
@@ -110,8 +112,6 @@ public static class DTypes
         int n = dst.Length;
         if (src.Length != (long)n * t.SizeOf())
             throw new ArgumentException($"byte length {src.Length} does not match {n} elements of {t}");
-        const int chunk = 1 << 18;
-        if (n < 4 * chunk) { ToFloat32Chunk(t, src, dst); return; }
         int size = t.SizeOf();
         unsafe
         {
@@ -119,11 +119,7 @@ public static class DTypes
             fixed (float* pd = dst)
             {
                 byte* s0 = ps; float* d0 = pd;
-                Parallel.For(0, (n + chunk - 1) / chunk, c =>
-                {
-                    int start = c * chunk, len = Math.Min(chunk, n - start);
-                    ToFloat32Chunk(t, new ReadOnlySpan<byte>(s0 + (long)start * size, len * size), new Span<float>(d0 + start, len));
-                });
+                InChunks(n, (start, len) => ToFloat32Chunk(t, new ReadOnlySpan<byte>(s0 + (long)start * size, len * size), new Span<float>(d0 + start, len)));
             }
         }
     }
