@@ -183,7 +183,7 @@ public sealed partial class CpuBackend
         var xs = F(x);
         int V = x.Cols, N = x.Rows;
         if (V < 1 || output.Count != N) throw new ArgumentException($"ArgMax: output {output} does not hold one index per row of {x}");
-        for (int n = 0; n < N; n++) o[n] = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(xs.AsSpan(n * V, V));
+        for (int n = 0; n < N; n++) o[n] = TensorPrimitives.IndexOfMax(xs.AsSpan(n * V, V));
     }
 
     /// <summary>
