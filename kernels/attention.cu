@@ -646,6 +646,22 @@ __device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16
 }
 
 // ---- pieces both tensor-core backward kernels share ----
+// c, what dQ's keys are centred on, into Cs[HD]. dQ_i = scale·Σ_j dS_ij·K_j = scale·Σ_j dS_ij·(K_j − c) for any c,
+// because Σ_j dS_ij = 0 (dS = P ⊙ (dP − D) and D = Σ_j P_ij·dP_ij). So the bf16 rounding of dS can multiply K_j − c
+// instead of K_j: where keys share a large component (bias-dominated models such as the OPT and Phi fixtures), it no
+// longer swamps dQ (bench/gpu/emu "biased": dq error 0.10–0.16 → 2e-3). c is the mean of the sequence's first 64 keys
+// of kv head kvOff / HD: every block computes the same one (dQ adds over key tiles, so the c·Σ_j dS_ij terms cancel
+// only if all tiles use one c), and an outlying first key (an attention sink) moves it by 1/64 only.
+template <int HD>
+__device__ __forceinline__ void bwd_key_centre(float* Cs, const bf16* k, int b, int T_, long long ks, long long kvOff) {
+    const int nc = min(T_, 64);
+    for (int d = threadIdx.x; d < HD; d += TC_THREADS) {
+        float sum = 0.f;
+        for (int j = 0; j < nc; j++) sum += ld(k, ((long long)b * T_ + j) * ks + kvOff + d);
+        Cs[d] = sum / (float)nc;
+    }
+}
+
 // lse and D of query rows q0..q0+BR of head h into shared memory (0 past T)
 template <int BR>
 __device__ __forceinline__ void bwd_load_lse_d(float* Ls, float* Ds, const float* lse, const float* Dv, int b, int T_, int nH, int h, int q0) {
@@ -786,19 +802,7 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, float* dkAcc
     cp_tile<HD, BC>(Ks, LD, k, ks, kvOff, b, T_, k0);
     cp_tile<HD, BC>(Vs, LD, v, ks, kvOff, b, T_, k0);
     bwd_stage_query_tile<HD, BR>(Qb, dOb, Lb, Db, LD, q, dOut, lse, Dv, qs, h0, b, T_, nH, qt0 * BR);
-    // dQ_i = scale·Σ_j dS_ij·K_j = scale·Σ_j dS_ij·(K_j − c) for any c, because Σ_j dS_ij = 0 (dS = P ⊙ (dP − D) and
-    // D = Σ_j P_ij·dP_ij). So the bf16 rounding of dS can multiply K_j − c instead of K_j: where keys share a large
-    // component (bias-dominated models), it no longer swamps dQ (bench/gpu/emu "biased": dq error 0.13 → 2e-3).
-    // c is the mean of the sequence's first 64 keys: every block computes the same one (dQ adds over key tiles), and
-    // an outlying first key (an attention sink) moves it by 1/64 only.
-    {
-        const int nc = min(T_, 64);
-        for (int d = threadIdx.x; d < HD; d += TC_THREADS) {
-            float sum = 0.f;
-            for (int j = 0; j < nc; j++) sum += ld(k, ((long long)b * T_ + j) * ks + kvOff + d);
-            Cs[d] = sum / (float)nc;
-        }
-    }
+    bwd_key_centre<HD>(Cs, k, b, T_, ks, kvOff);   // dQ multiplies K − c (see bwd_key_centre)
     cp_async_commit();                         // group 0: K, V and the first query tile
 
     float dka[DN][4], dva[DN][4];
@@ -896,7 +900,7 @@ __device__ void attention_bwd_tc2(float* dqAcc, bf16* dk, bf16* dv, float* dkAcc
 // Backward: block = (64-key tile, kv head, batch), 4 warps, warp w owns keys w·16..+16 of the tile and
 // their dK, dV accumulators; query tiles of 32. Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ come out key-major, so
 // Pᵀ and dSᵀ feed dV += Pᵀ·dO and dK += dSᵀ·Q directly; dS goes through shared memory for
-// dQ += dS·K, which is added to dqAcc (fp32) with atomicAdd.
+// dQ += dS·(K − c), which is added to dqAcc (fp32) with atomicAdd.
 template <int HD>
 __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* dOut, const bf16* q, const bf16* k, const bf16* v,
                                  const float* lse, const float* Dv, int B, int T_, int nH, int nKv, float scale) {
@@ -912,6 +916,7 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
     unsigned short* dSs = dOsT + HD * LQT;    // [BR][LS]  dS, query-major
     float* Ls = (float*)(dSs + BR * LS);      // [BR]
     float* Ds = Ls + BR;                      // [BR]
+    float* Cs = Ds + BR;                      // [HD]  c, what Kᵀ is centred on for dQ
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
     const int k0 = kt * BC, group = nH / nKv;
@@ -920,6 +925,13 @@ __device__ void attention_bwd_tc(float* dqAcc, bf16* dk, bf16* dv, const bf16* d
 
     load_tile_bf16_t<HD>(Ks, LD, KsT, LKT, k, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
     load_tile_bf16<HD>(Vs, LD, v, ks, (long long)kvh * HD, b, T_, k0, BC, TC_THREADS);
+    // Kᵀ serves only dQ += dS·K, so it holds K − c, rounded to bf16 (see bwd_key_centre); S = K·Qᵀ reads Ks as stored
+    bwd_key_centre<HD>(Cs, k, b, T_, ks, (long long)kvh * HD);
+    __syncthreads();
+    for (int e = threadIdx.x; e < HD * BC; e += TC_THREADS) {
+        unsigned short& x = KsT[(e / BC) * LKT + e % BC];
+        x = from_f32<bf16>(__uint_as_float((unsigned)x << 16) - Cs[e / BC]).bits;
+    }
 
     float dka[DN][4], dva[DN][4];
     zero_acc(dka); zero_acc(dva);

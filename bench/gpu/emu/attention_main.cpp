@@ -7,6 +7,7 @@
 
 static uint16_t to_bf16(float f) { return from_f32<bf16>(f).bits; }
 static bool emu_biased = false;   // "biased" on the command line: bias-dominated k and v
+static bool emu_qbiased = false;  // "qbiased": bias-dominated q, k and v (OPT's and Phi's fixtures have q biases too)
 static double rel(const std::vector<double>& a, const std::vector<double>& b) {
     double n = 0, d = 0;
     for (size_t i = 0; i < a.size(); i++) { if (!std::isfinite(a[i])) return INFINITY; n += (a[i] - b[i]) * (a[i] - b[i]); d += b[i] * b[i]; }
@@ -30,13 +31,14 @@ static bool run_case(int B, int T, int H, int Hkv, int hd, bool f32out, bool pip
     float scale = 1.f / std::sqrt((float)hd);
     auto randb = [&](size_t n, float s) { std::vector<uint16_t> v(n); for (auto& x : v) x = to_bf16(u(rng) * s); return v; };
     auto q = randb((size_t)N * Wq, 2.f), k = randb((size_t)N * Wk, 2.f), v = randb((size_t)N * Wk, 1.f), g = randb((size_t)N * Wq, 1.f);
-    if (emu_biased) {
+    if (emu_biased || emu_qbiased) {
         // bias-dominated keys and values, as in the random-weight fixtures whose q/k gradients lose precision in bf16:
         // each (kv head, dim) gets one large offset shared by every position, plus a small per-position part
-        for (int kind = 0; kind < 2; kind++) {
-            auto& x = kind == 0 ? k : v;
-            std::vector<float> off(Wk); for (auto& o : off) o = 4.f * u(rng);
-            for (size_t i = 0; i < x.size(); i++) x[i] = to_bf16(off[i % Wk] + 0.05f * u(rng));
+        for (int kind = emu_qbiased ? 0 : 1; kind < 3; kind++) {
+            auto& x = kind == 0 ? q : kind == 1 ? k : v;
+            const int W = kind == 0 ? Wq : Wk;
+            std::vector<float> off(W); for (auto& o : off) o = 4.f * u(rng);
+            for (size_t i = 0; i < x.size(); i++) x[i] = to_bf16(off[i % W] + 0.05f * u(rng));
         }
     }
     auto Q = [&](int b, int t, int h, int d) { return (double)emu_bf16(q[((size_t)b * T + t) * Wq + h * hd + d]); };
@@ -108,7 +110,7 @@ int main(int argc, char** argv) {
     struct C { int B, T, H, Hkv, hd; };
     std::vector<C> cases = { {2, 67, 4, 2, 16}, {1, 67, 4, 4, 32}, {2, 37, 8, 2, 64}, {1, 130, 4, 1, 80}, {1, 67, 6, 2, 128}, {1, 200, 4, 4, 96}, {2, 64, 4, 2, 128}, {1, 128, 2, 2, 64} };
     bool only2 = false;
-    for (int i = 1; i < argc; i++) { if (std::string(argv[i]) == "tc2") only2 = true; if (std::string(argv[i]) == "biased") emu_biased = true; }
+    for (int i = 1; i < argc; i++) { if (std::string(argv[i]) == "tc2") only2 = true; if (std::string(argv[i]) == "biased") emu_biased = true; if (std::string(argv[i]) == "qbiased") emu_qbiased = true; }
     int fails = 0;
     for (auto& c : cases)
         for (int pipelined = only2 ? 1 : 0; pipelined < 2; pipelined++)

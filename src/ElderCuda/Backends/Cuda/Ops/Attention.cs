@@ -107,8 +107,8 @@ public sealed partial class CudaBackend
             uint tsmem = pipelined
                 // Ks, Vs [64][hd+8], two buffers of Qs, dOs [32][hd+8], dSᵀ [64][40] (bf16); two buffers of lse, D [32], c [hd] (f32)
                 ? (uint)((2 * 64 * ld + 4 * 32 * ld + 64 * 40) * 2 + (4 * 32 + headDim) * 4)
-                // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS [32][72] (bf16); lse, D [32] (f32)
-                : (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 32 * 72) * 2 + 2 * 32 * 4);
+                // Ks, Vs [64][hd+8], Kᵀ [hd][72], Qs, dOs [32][hd+8], Qᵀ, dOᵀ [hd][40], dS [32][72] (bf16); lse, D [32], c [hd] (f32)
+                : (uint)((2 * 64 * ld + headDim * 72 + 2 * 32 * ld + 2 * headDim * 40 + 32 * 72) * 2 + (2 * 32 + headDim) * 4);
             var grid = ((uint)((T + 63) / 64), (uint)nKvHeads, (uint)B);
             var name = AttentionBackwardKernel(d, true, headDim, pipelined);
             if (!pipelined)
