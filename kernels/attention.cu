@@ -420,8 +420,19 @@ __device__ __forceinline__ void load_q_frags(unsigned (&qa)[HD / 16][4], const b
     }
 }
 
+// The row sums l0 (row g) and l1 (row g + 8) += this lane's P values as the A fragment pa holds them, in bf16.
+// P·V multiplies those rounded values, so the weights O is made with sum to 1 in fp32, and a component every value
+// shares (bias-dominated V, as in the OPT and Phi fixtures) passes into O exactly instead of scaled by Σ bf16(p) / Σ p.
+// Emulated on the CPU (Bf16StorageEmulator), summing the unrounded p puts OPT's worst bf16 gradient tensor at 0.14,
+// and this at 0.079. (Summing here rather than in online_softmax_tile keeps tc2's forward at 168 registers, not 204.)
+__device__ __forceinline__ void add_row_sums(float& l0, float& l1, const unsigned (&pa)[4]) {
+    l0 += __uint_as_float(pa[0] << 16) + __uint_as_float(pa[0] & 0xffff0000u) + __uint_as_float(pa[2] << 16) + __uint_as_float(pa[2] & 0xffff0000u);
+    l1 += __uint_as_float(pa[1] << 16) + __uint_as_float(pa[1] & 0xffff0000u) + __uint_as_float(pa[3] << 16) + __uint_as_float(pa[3] & 0xffff0000u);
+}
+
 // One online-softmax step over a 16 × 64 score tile s (keys k0..): scale (and, when mask, hide keys after the query
-// or past T), update the running maxima m and sums l, rescale the accumulators o, and leave exp(s − m) in s.
+// or past T), update the running maxima m, rescale the row sums l and the accumulators o, and leave exp(s − m) in s
+// (the caller adds it to l with add_row_sums, as the bf16 P·V takes it).
 template <int DN>
 __device__ __forceinline__ void online_softmax_tile(float (&s)[8][4], float (&o)[DN][4], float& m0, float& m1, float& l0, float& l1,
                                                     bool mask, int k0, int r0, int r1, int t, int T_, float scale) {
@@ -445,14 +456,12 @@ __device__ __forceinline__ void online_softmax_tile(float (&s)[8][4], float (&o)
     const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);   // finite: key 0 is visible to every row
     const float a0 = __expf(m0 - mn0), a1 = __expf(m1 - mn1);
     m0 = mn0; m1 = mn1;
-    float rs0 = 0.f, rs1 = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         s[j][0] = __expf(s[j][0] - mn0); s[j][1] = __expf(s[j][1] - mn0);
         s[j][2] = __expf(s[j][2] - mn1); s[j][3] = __expf(s[j][3] - mn1);
-        rs0 += s[j][0] + s[j][1]; rs1 += s[j][2] + s[j][3];
     }
-    l0 = l0 * a0 + rs0; l1 = l1 * a1 + rs1;      // per-thread partial row sums, reduced at the end
+    l0 *= a0; l1 *= a1;                          // per-thread partial row sums (add_row_sums adds), reduced at the end
 #pragma unroll
     for (int i = 0; i < DN; i++) { o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1; }
 }
@@ -519,6 +528,7 @@ __device__ void attention_fwd_tc(TO* out, float* lse, const bf16* q, const bf16*
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {             // 16 keys per step
             unsigned pa[4]; acc_to_a(pa, s, kk);
+            add_row_sums(l0, l1, pa);
             const int kr = kk * 16 + 2 * t;
 #pragma unroll
             for (int dn = 0; dn < DN; dn++)
@@ -628,6 +638,7 @@ __device__ void attention_fwd_tc2(TO* out, float* lse, const bf16* q, const bf16
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {             // 16 keys per step
             unsigned pa[4]; acc_to_a(pa, s, kk);
+            add_row_sums(l0, l1, pa);
 #pragma unroll
             for (int dn = 0; dn < DN; dn += 2) {
                 // matrices: keys kk·16.. and kk·16+8.., dims dn·8.. and (dn+1)·8.., transposed → b0, b1 of o[dn] and o[dn+1]

@@ -11,10 +11,10 @@ namespace ElderCuda.Tests.Cuda;
 /// bf16-rounded weights. The fixtures' weights are float32; rounding them to bf16 alone moves OPT's
 /// fc1/final_layer_norm gradients by up to 5% in exact arithmetic (Bf16PrecisionPolicyTests), which is
 /// the model changing, not the engine's error.
-/// Known failure (H100, 2026-11-22, before the fp32 attention output): OPT's q/k gradients 0.38, Phi's
-/// 0.17–0.24. The CPU emulation of BF16 storage reproduces them (0.79, 0.25) and puts them at 0.077 and
-/// 0.055 with the attention output in fp32, which is now the model's policy: still over 3e-2, so OPT
-/// and Phi are expected to fail here until the remaining bf16 storage is dealt with.
+/// Known failure: on the H100 (sixth session) OPT's worst gradient tensor was 0.17 and Phi's 0.059. The CPU emulation
+/// (Bf16PrecisionPolicyTests, which models the tensor-core attention's rounding) gives 0.21 and 0.060 for those
+/// kernels, and 0.079 and 0.054 for the eighth session's (dQ on centred keys; O normalised by the sums of the bf16
+/// P): still over 3e-2, from the GEMMs' bf16 operands, so OPT and Phi are expected to fail here.
 /// </summary>
 [Collection("cuda")]
 public class CudaGoldenParityTests

@@ -19,11 +19,22 @@ public class Bf16PrecisionPolicyTests(ITestOutputHelper log)
 {
     public static TheoryData<string> Families => new(TestPaths.TinyFamilies);
 
-    /// <summary>Per-tensor worst cases measured in emulation (2026-11-22) that still exceed 3e-2.</summary>
+    /// <summary>Per-tensor worst cases measured in emulation (2026-11-23, tensor-core attention modelled) that still
+    /// exceed 3e-2.</summary>
     static readonly Dictionary<string, string> KnownOverBound = new()
     {
-        ["opt"] = "layer 3 q_proj gradients 7.7e-2",
-        ["phi"] = "layer 2 q_proj gradients 5.5e-2",
+        ["opt"] = "layer 3 q_proj.bias gradient 7.9e-2",
+        ["phi"] = "layer 3 q_proj.bias gradient 5.4e-2",
+    };
+
+    /// <summary>The emulated BF16 engine. ELDR_BF16_MODEL chooses what it models, to compare: unset, the CUDA backend as
+    /// it is; "sixth", the attention kernels the H100 ran in the sixth session; "storage", tensor storage only (no
+    /// rounding inside attention, as before 2026-11-23).</summary>
+    static Bf16StorageEmulator Emulated() => Environment.GetEnvironmentVariable("ELDR_BF16_MODEL") switch
+    {
+        "sixth" => new Bf16StorageEmulator { SixthSessionKernels = true },
+        "storage" => new Bf16StorageEmulator { ModelTensorCoreAttention = false },
+        _ => new Bf16StorageEmulator(),
     };
 
     internal static Dictionary<string, float[]> Grads(CausalLM m)
@@ -42,7 +53,7 @@ public class Bf16PrecisionPolicyTests(ITestOutputHelper log)
     [Theory, MemberData(nameof(Families))]
     public void LogitsAndAllGradientsMatchTransformers(string family)
     {
-        var (r, m, gold, _) = GoldenParityTests.Run(family, new Bf16StorageEmulator());
+        var (r, m, gold, _) = GoldenParityTests.Run(family, Emulated());
         using var _g = gold; using var _m = m;
         double le = Rel.Error(r.Logits, gold.ReadFloat32("logits"));
         double loss = gold.ReadFloat32("loss")[0];
@@ -63,21 +74,21 @@ public class Bf16PrecisionPolicyTests(ITestOutputHelper log)
     public void EveryGradientTensorMatchesTheCpuOnTheSameWeights(string family)
     {
         var (_, mr, goldR, _) = GoldenParityTests.Run(family, new CpuBackend(), RoundWeightsToBf16);
-        var (_, m, gold, _) = GoldenParityTests.Run(family, new Bf16StorageEmulator());
+        var (_, m, gold, _) = GoldenParityTests.Run(family, Emulated());
         using var _g = gold; using var _m = m; using var _gr = goldR; using var _mr = mr;
         var reference = Grads(mr);
         var failures = new List<string>();
-        double worst = 0;
+        double worst = 0; string worstName = "";
         foreach (var (name, g) in Grads(m))
         {
             if (m.Config.RotaryDim == 0 && name.EndsWith("k_proj.bias")) continue; // analytically zero
             double e = Rel.Error(g, reference[name]);
-            worst = Math.Max(worst, e);
+            if (e > worst) { worst = e; worstName = name; }
             if (!(e < 3e-2)) failures.Add($"{name} {e:E2}");
         }
-        log.WriteLine($"{family}: worst gradient tensor {worst:E2}");
+        log.WriteLine($"{family}: worst gradient tensor {worst:E2} ({worstName}), {failures.Count} over 3e-2");
         if (failures.Count > 0 && KnownOverBound.TryGetValue(family, out var why))
-            Assert.Skip($"known defect (issue 3, expected {why}): {family} in BF16 storage, with the fp32 attention output, measured: {string.Join("; ", failures)}");
+            Assert.Skip($"known defect (issue 3, expected {why}): {family} in emulated BF16, measured: {string.Join("; ", failures)}");
         Assert.True(failures.Count == 0, $"{family}: " + string.Join("; ", failures));
     }
 }
