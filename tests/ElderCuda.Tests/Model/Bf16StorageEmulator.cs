@@ -76,7 +76,11 @@ public sealed class Bf16StorageEmulator : IBackend
     public void Matmul(Tensor output, Tensor x, Tensor w, Tensor? bias, bool accumulate = false)
     { cpu.Matmul(output, AsWeight(x, w), w, bias, accumulate); Round(output); }
     public void MatmulBackward(Tensor? dx, Tensor? dw, Tensor? db, Tensor dOut, Tensor x, Tensor w, bool accumulateDx = false)
-    { cpu.MatmulBackward(dx, dw, db, AsWeight(dOut, w), AsWeight(x, w), w, accumulateDx); Round(dx); Round(dw); Round(db); }
+    {
+        cpu.MatmulBackward(dx, dw, null, AsWeight(dOut, w), AsWeight(x, w), w, accumulateDx);
+        if (db is not null) cpu.MatmulBackward(null, null, db, dOut, x, w);   // the CUDA backend sums dOut as given
+        Round(dx); Round(dw); Round(db);
+    }
 
     public void RmsNorm(Tensor output, Tensor rstd, Tensor x, Tensor w, float eps)
     { cpu.RmsNorm(output, rstd, x, w, eps); Round(output); }
