@@ -19,7 +19,7 @@ public class KernelCompileTests
         return d;
     }
 
-    static void RequireNvrtc()
+    internal static void RequireNvrtc()
     {
         if (Nvrtc.IsAvailable) return;
         var msg = $"no libnvrtc found (tried {NativeLibraries.CandidateList(NativeLibraries.Nvrtc)}); install with .ci/install-nvrtc.sh";
