@@ -21,6 +21,8 @@ public static partial class Cli
 
     public static int Run(string[] args)
     {
+        // compiling a kernel family with NVRTC at first use takes seconds: say so rather than pause silently
+        ElderCuda.Backends.Cuda.KernelCompiler.Log = message => Console.Error.WriteLine(message);
         var root = new RootCommand("eldr — prune transformer layers with ELDeR and its baselines, on CPU or CUDA");
         root.Subcommands.Add(InfoCommand());
         root.Subcommands.Add(PplCommand());

@@ -43,6 +43,7 @@ public static class KernelsCommand
             var rows = new List<(KernelResources k, double seconds)>();
             var warmed = new List<string>();
             int done = 0, total = archs.Count * families.Length;
+            KernelCompiler.Log = null;   // this command has its own progress bar and says what it compiled
             Cli.WithProgress("compiling kernels", progress =>
             {
                 foreach (var a in archs)

@@ -8,6 +8,7 @@ namespace ElderCuda.Tests.Cuda;
 /// styles), every entry of a compiled module present (the PTX's .entry list is the independent count), and the
 /// --arch parser.
 /// </summary>
+[Collection("cuda")]   // FirstUseCompileIsAnnouncedThenCached points ELDR_KERNEL_CACHE elsewhere for a moment
 public class KernelReportTests
 {
     [Fact]
@@ -42,6 +43,35 @@ public class KernelReportTests
         Assert.NotEmpty(entries);
         Assert.Equal(entries, report.Select(k => k.Entry).Order().ToList());
         Assert.All(report, k => { Assert.Equal(arch, k.Arch); Assert.InRange(k.Registers, 1, 255); });
+    }
+
+    /// <summary>A compile at first use is announced (a run would otherwise pause for seconds without a word), and the
+    /// second use comes from the cache without one.</summary>
+    [Fact]
+    public void FirstUseCompileIsAnnouncedThenCached()
+    {
+        KernelCompileTests.RequireNvrtc();
+        var dir = Directory.CreateTempSubdirectory("eldr-cache-").FullName;
+        var before = Environment.GetEnvironmentVariable("ELDR_KERNEL_CACHE");
+        var lines = new List<string>();
+        try
+        {
+            Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", dir);
+            KernelCompiler.Log = lines.Add;
+            var (_, first) = KernelCompiler.GetImage("argmax", 80, nativeDirs: []);
+            Assert.Equal("nvrtc", first);
+            Assert.Contains(lines, l => l.Contains("compiling kernels/argmax.cu for sm_80"));
+            int n = lines.Count;
+            var (_, second) = KernelCompiler.GetImage("argmax", 80, nativeDirs: []);
+            Assert.StartsWith("cache:", second);
+            Assert.Equal(n, lines.Count);
+        }
+        finally
+        {
+            KernelCompiler.Log = null;
+            Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", before);
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]

@@ -14,6 +14,10 @@ namespace ElderCuda.Backends.Cuda;
 /// </summary>
 public static class KernelCompiler
 {
+    /// <summary>Where the loader says that it compiles with NVRTC, which takes seconds (the attention family tens of
+    /// seconds on a small host): the CLI points it at standard error; null (the default) says nothing.</summary>
+    public static Action<string>? Log { get; set; }
+
     public static string CacheDir =>
         Environment.GetEnvironmentVariable("ELDR_KERNEL_CACHE") is { Length: > 0 } d ? d
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "eldr", "kernels");
@@ -72,7 +76,11 @@ public static class KernelCompiler
         var cacheFile = Path.Combine(CacheDir, $"{family}.sm_{arch}.{hash[..24]}.cubin");
         if (File.Exists(cacheFile)) return (File.ReadAllBytes(cacheFile), "cache:" + cacheFile);
 
+        Log?.Invoke($"kernels: compiling kernels/{family}.cu for sm_{arch} with NVRTC {maj}.{min} (first use; cached in {CacheDir}, " +
+                    "and `eldr kernels --warm` compiles them all ahead)");
+        var sw = System.Diagnostics.Stopwatch.StartNew();
         var output = CompileWithNvrtc(family, arch, wantCubin: true);
+        Log?.Invoke($"kernels: {family}.cu compiled in {sw.Elapsed.TotalSeconds:F1} s");
         var image = output.Cubin ?? output.Ptx;
         try
         {
