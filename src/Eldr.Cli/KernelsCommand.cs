@@ -20,8 +20,9 @@ public static class KernelsCommand
         var family = new Option<string[]>("--family") { Description = "only these kernel families (kernels/<family>.cu)", AllowMultipleArgumentsPerToken = true };
         var warm = new Option<bool>("--warm") { Description = $"also write the compiled images to the kernel cache ($ELDR_KERNEL_CACHE, default {KernelCompiler.CacheDir})" };
         var json = new Option<bool>("--json") { Description = "one JSON object per kernel entry, one per line" };
+        var ptxDir = new Option<string?>("--ptx") { Description = "also write each family's PTX to DIR/<family>.sm_XY.ptx, to read" };
         var cmd = new Command("kernels", "compile every CUDA kernel with NVRTC (no GPU needed) and report registers, spills and shared memory per kernel")
-            { arch, family, warm, json };
+            { arch, family, warm, json, ptxDir };
         cmd.SetAction(pr => Cli.Guard(() =>
         {
             (int, int) version;
@@ -38,6 +39,7 @@ public static class KernelsCommand
                 if (!supported.Contains(a))
                     throw new ArgumentException($"NVRTC {maj}.{min} cannot target sm_{a} (it supports {string.Join(", ", supported.Select(s => "sm_" + s))})");
             bool asJson = pr.GetValue(json);
+            if (pr.GetValue(ptxDir) is { } ptxOut) Directory.CreateDirectory(ptxOut);
             if (!asJson) Console.Error.WriteLine($"NVRTC {maj}.{min}; {families.Length} families × {archs.Count} architectures");
 
             var rows = new List<(KernelResources k, double seconds)>();
@@ -50,12 +52,13 @@ public static class KernelsCommand
                     foreach (var name in families)
                     {
                         var sw = Stopwatch.StartNew();
-                        IReadOnlyList<KernelResources> report;
-                        try { report = KernelReport.Compile(name, a); }
+                        IReadOnlyList<KernelResources> report; byte[] ptx;
+                        try { (report, ptx) = KernelReport.CompileWithPtx(name, a); }
                         catch (CudaException e) { throw new InvalidOperationException($"kernels/{name}.cu does not compile for sm_{a}: {e.Message}", e); }
                         double s = sw.Elapsed.TotalSeconds;
                         if (report.Count == 0)
                             throw new InvalidOperationException($"ptxas reported no kernels for kernels/{name}.cu (sm_{a}); NVRTC {maj}.{min} may not accept -Xptxas=-v");
+                        if (pr.GetValue(ptxDir) is { } pd) File.WriteAllBytes(Path.Combine(pd, $"{name}.sm_{a}.ptx"), ptx.AsSpan().TrimEnd((byte)0).ToArray());
                         if (pr.GetValue(warm)) warmed.Add($"{name} sm_{a}: {KernelCompiler.GetImage(name, a).origin}");
                         foreach (var k in report) rows.Add((k, s));
                         progress.Report(++done / (double)total);
