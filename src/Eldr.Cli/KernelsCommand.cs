@@ -52,27 +52,35 @@ public static class KernelsCommand
                     foreach (var name in families)
                     {
                         var sw = Stopwatch.StartNew();
-                        IReadOnlyList<KernelResources> report; byte[] ptx;
-                        try { (report, ptx) = KernelReport.CompileWithPtx(name, a); }
+                        IReadOnlyList<KernelResources> report; Nvrtc.Output output;
+                        try { (report, output) = KernelReport.CompileWithOutput(name, a); }
                         catch (CudaException e) { throw new InvalidOperationException($"kernels/{name}.cu does not compile for sm_{a}: {e.Message}", e); }
                         double s = sw.Elapsed.TotalSeconds;
                         if (report.Count == 0)
                             throw new InvalidOperationException($"ptxas reported no kernels for kernels/{name}.cu (sm_{a}); NVRTC {maj}.{min} may not accept -Xptxas=-v");
-                        if (pr.GetValue(ptxDir) is { } pd) File.WriteAllBytes(Path.Combine(pd, $"{name}.sm_{a}.ptx"), ptx.AsSpan().TrimEnd((byte)0).ToArray());
-                        if (pr.GetValue(warm)) warmed.Add($"{name} sm_{a}: {KernelCompiler.GetImage(name, a).origin}");
+                        if (pr.GetValue(ptxDir) is { } pd) File.WriteAllBytes(Path.Combine(pd, $"{name}.sm_{a}.ptx"), output.Ptx.AsSpan().TrimEnd((byte)0).ToArray());
+                        if (pr.GetValue(warm))
+                        {
+                            // the image just compiled is the one a run would compile: cache it rather than compile again
+                            var file = KernelCompiler.CacheFile(name, a);
+                            if (!File.Exists(file)) KernelCompiler.Store(file, output.Cubin ?? output.Ptx);
+                            warmed.Add($"{name} sm_{a}: {file}");
+                        }
                         foreach (var k in report) rows.Add((k, s));
                         progress.Report(++done / (double)total);
                     }
             });
             foreach (var line in warmed) Console.Error.WriteLine("  " + line);
             if (asJson)
+            {
                 foreach (var (k, _) in rows)
                     Console.WriteLine(JsonSerializer.Serialize(new
                     {
                         family = k.Family, arch = $"sm_{k.Arch}", kernel = k.Entry, registers = k.Registers, static_smem_bytes = k.StaticSharedBytes,
                         stack_bytes = k.StackBytes, spill_store_bytes = k.SpillStoreBytes, spill_load_bytes = k.SpillLoadBytes,
                     }));
-            if (asJson) return 0;
+                return 0;
+            }
 
             int w = Math.Max(6, rows.Max(r => r.k.Entry.Length));
             Console.WriteLine($"{"arch",-6} {"kernel".PadRight(w)} {"regs",5} {"smem",7} {"stack",6} {"spill st/ld",12}");

@@ -8,6 +8,7 @@
 static uint16_t to_bf16(float f) { return from_f32<bf16>(f).bits; }
 static bool emu_biased = false;   // "biased" on the command line: bias-dominated k and v
 static bool emu_qbiased = false;  // "qbiased": bias-dominated q, k and v (OPT's and Phi's fixtures have q biases too)
+static bool any_biased() { return emu_biased || emu_qbiased; }
 static double rel(const std::vector<double>& a, const std::vector<double>& b) {
     double n = 0, d = 0;
     for (size_t i = 0; i < a.size(); i++) { if (!std::isfinite(a[i])) return INFINITY; n += (a[i] - b[i]) * (a[i] - b[i]); d += b[i] * b[i]; }
@@ -31,7 +32,7 @@ static bool run_case(int B, int T, int H, int Hkv, int hd, bool f32out, bool pip
     float scale = 1.f / std::sqrt((float)hd);
     auto randb = [&](size_t n, float s) { std::vector<uint16_t> v(n); for (auto& x : v) x = to_bf16(u(rng) * s); return v; };
     auto q = randb((size_t)N * Wq, 2.f), k = randb((size_t)N * Wk, 2.f), v = randb((size_t)N * Wk, 1.f), g = randb((size_t)N * Wq, 1.f);
-    if (emu_biased || emu_qbiased) {
+    if (any_biased()) {
         // bias-dominated keys and values, as in the random-weight fixtures whose q/k gradients lose precision in bf16:
         // each (kv head, dim) gets one large offset shared by every position, plus a small per-position part
         for (int kind = emu_qbiased ? 0 : 1; kind < 3; kind++) {
@@ -89,7 +90,7 @@ static bool run_case(int B, int T, int H, int Hkv, int hd, bool f32out, bool pip
     // with bias-dominated values, O is mostly their shared offset; what the model learns from is the rest, so the
     // output is also checked with each (kv head, dim)'s mean value taken off both sides
     double eoc = 0;
-    if (emu_biased || emu_qbiased) {
+    if (any_biased()) {
         std::vector<double> vm((size_t)B * Wk, 0.0), Oc(O.size()), Oec(O.size());
         for (int b = 0; b < B; b++) for (int t = 0; t < T; t++) for (int c = 0; c < Wk; c++) vm[(size_t)b * Wk + c] += (double)emu_bf16(v[((size_t)b * T + t) * Wk + c]) / T;
         for (int b = 0; b < B; b++) for (int t = 0; t < T; t++) for (int h = 0; h < H; h++) for (int d = 0; d < hd; d++) {
@@ -115,7 +116,7 @@ static bool run_case(int B, int T, int H, int Hkv, int hd, bool f32out, bool pip
     bool ok = eo < 1e-2 && el < 1e-2 && eq < 3e-2 && ek < 3e-2 && ev < 3e-2 && (!f32out || eoc < 1e-2);
     std::printf("%-4s %-3s B=%d T=%-3d H=%d/%d hd=%-3d  out %.1e  lse %.1e  dq %.1e  dk %.1e  dv %.1e",
                 pipelined ? "tc2" : "tc", f32out ? "f32" : "b16", B, T, H, Hkv, hd, eo, el, eq, ek, ev);
-    if (emu_biased || emu_qbiased) std::printf("  out-mean %.1e", eoc);
+    if (any_biased()) std::printf("  out-mean %.1e", eoc);
     std::printf("  %s\n", ok ? "ok" : "FAIL");
     std::fflush(stdout);
     return ok;

@@ -74,6 +74,32 @@ public class KernelReportTests
         }
     }
 
+    /// <summary>`eldr kernels --warm` caches the image its report compiled instead of compiling again: that image is the
+    /// one a run compiles (ptxas -v only adds the report), and a run then takes it from the cache.</summary>
+    [Fact]
+    public void TheReportsImageIsTheRunsImageAndServesFromTheCache()
+    {
+        KernelCompileTests.RequireNvrtc();
+        var dir = Directory.CreateTempSubdirectory("eldr-cache-").FullName;
+        var before = Environment.GetEnvironmentVariable("ELDR_KERNEL_CACHE");
+        try
+        {
+            Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", dir);
+            var (_, output) = KernelReport.CompileWithOutput("rope", 90);
+            Assert.NotNull(output.Cubin);
+            Assert.Equal(KernelCompiler.CompileWithNvrtc("rope", 90).Cubin, output.Cubin);
+            KernelCompiler.Store(KernelCompiler.CacheFile("rope", 90), output.Cubin!);
+            var (image, origin) = KernelCompiler.GetImage("rope", 90, nativeDirs: []);
+            Assert.StartsWith("cache:", origin);
+            Assert.Equal(output.Cubin, image);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", before);
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void ArchitecturesParse()
     {

@@ -67,13 +67,7 @@ public static class KernelCompiler
         }
 
         var (maj, min) = Nvrtc.Version();
-        var opts = Options(arch);
-        var key = new StringBuilder();
-        key.Append(KernelSources.Source(family)).Append('\0');
-        foreach (var (n, t) in KernelSources.Headers) key.Append(n).Append('\0').Append(t).Append('\0');
-        key.Append("sm_").Append(arch).Append('\0').Append($"nvrtc {maj}.{min}").Append('\0').Append(string.Join(" ", opts));
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key.ToString())));
-        var cacheFile = Path.Combine(CacheDir, $"{family}.sm_{arch}.{hash[..24]}.cubin");
+        var cacheFile = CacheFile(family, arch);
         if (File.Exists(cacheFile)) return (File.ReadAllBytes(cacheFile), "cache:" + cacheFile);
 
         Log?.Invoke($"kernels: compiling kernels/{family}.cu for sm_{arch} with NVRTC {maj}.{min} (first use; cached in {CacheDir}, " +
@@ -82,15 +76,35 @@ public static class KernelCompiler
         var output = CompileWithNvrtc(family, arch, wantCubin: true);
         Log?.Invoke($"kernels: {family}.cu compiled in {sw.Elapsed.TotalSeconds:F1} s");
         var image = output.Cubin ?? output.Ptx;
+        Store(cacheFile, image);
+        return (image, "nvrtc");
+    }
+
+    /// <summary>The cache file of a family's image for sm_<paramref name="arch"/>: named by the SHA-256 of the source, the
+    /// headers, the architecture, the NVRTC version and <see cref="Options"/>.</summary>
+    public static string CacheFile(string family, int arch)
+    {
+        var (maj, min) = Nvrtc.Version();
+        var key = new StringBuilder();
+        key.Append(KernelSources.Source(family)).Append('\0');
+        foreach (var (n, t) in KernelSources.Headers) key.Append(n).Append('\0').Append(t).Append('\0');
+        key.Append("sm_").Append(arch).Append('\0').Append($"nvrtc {maj}.{min}").Append('\0').Append(string.Join(" ", Options(arch)));
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key.ToString())));
+        return Path.Combine(CacheDir, $"{family}.sm_{arch}.{hash[..24]}.cubin");
+    }
+
+    /// <summary>Writes an image to its cache file (atomically: a temporary file, then a rename). A read-only home is no
+    /// reason to fail: the family is compiled again next time.</summary>
+    public static void Store(string cacheFile, byte[] image)
+    {
         try
         {
-            Directory.CreateDirectory(CacheDir);
+            Directory.CreateDirectory(Path.GetDirectoryName(cacheFile)!);
             var tmp = cacheFile + "." + Environment.ProcessId + ".tmp";
             File.WriteAllBytes(tmp, image);
             File.Move(tmp, cacheFile, overwrite: true);
         }
-        catch (IOException) { /* a read-only home is no reason to fail; we just recompile next time */ }
+        catch (IOException) { }
         catch (UnauthorizedAccessException) { }
-        return (image, "nvrtc");
     }
 }

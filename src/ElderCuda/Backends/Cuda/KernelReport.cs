@@ -16,14 +16,15 @@ public static partial class KernelReport
 {
     /// <summary>Compiles <paramref name="family"/> for sm_<paramref name="arch"/> with the engine's own options plus
     /// ptxas -v, and parses the report. A compile error throws with the NVRTC log, as a run would.</summary>
-    public static IReadOnlyList<KernelResources> Compile(string family, int arch) => CompileWithPtx(family, arch).kernels;
+    public static IReadOnlyList<KernelResources> Compile(string family, int arch) => CompileWithOutput(family, arch).kernels;
 
-    /// <summary><see cref="Compile"/>, with the PTX NVRTC produced (for reading).</summary>
-    public static (IReadOnlyList<KernelResources> kernels, byte[] ptx) CompileWithPtx(string family, int arch)
+    /// <summary><see cref="Compile"/>, with what NVRTC produced: the PTX (to read) and the cubin, the same image a run
+    /// compiles (ptxas -v only adds the report), so it may go into the kernel cache.</summary>
+    public static (IReadOnlyList<KernelResources> kernels, Nvrtc.Output output) CompileWithOutput(string family, int arch)
     {
         var options = KernelCompiler.Options(arch).Append("-Xptxas=-v").ToList();
         var output = Nvrtc.Compile(KernelSources.Source(family), family + ".cu", KernelSources.Headers, options, wantCubin: true);
-        return (Parse(family, arch, output.Log), output.Ptx);
+        return (Parse(family, arch, output.Log), output);
     }
 
     [GeneratedRegex(@"Compiling entry function '(\w+)' for 'sm_(\d+)'")] private static partial Regex EntryLine();
