@@ -23,6 +23,8 @@ public class Bf16PrecisionPolicyTests(ITestOutputHelper log)
     /// exceed 3e-2.</summary>
     static readonly Dictionary<string, string> KnownOverBound = new()
     {
+        // Not the engine's doing: the bf16 input of fc1 alone takes OPT's gradients this far
+        // (TheMlpInputsBf16RoundingAloneSetsOptsFloor).
         ["opt"] = "layer 3 q_proj.bias gradient 7.9e-2",
         ["phi"] = "layer 3 q_proj.bias gradient 5.4e-2",
     };
@@ -90,5 +92,62 @@ public class Bf16PrecisionPolicyTests(ITestOutputHelper log)
         if (failures.Count > 0 && KnownOverBound.TryGetValue(family, out var why))
             Assert.Skip($"known defect (issue 3, expected {why}): {family} in emulated BF16, measured: {string.Join("; ", failures)}");
         Assert.True(failures.Count == 0, $"{family}: " + string.Join("; ", failures));
+    }
+
+    /// <summary>
+    /// Why OPT cannot meet the per-tensor bound in any engine whose matrix products read bf16 activations, as DESIGN.md
+    /// §7's BF16 mode does: rounding only the input of the MLP's first products (fc1; gate and up) to bf16, with every
+    /// other value, op and gradient in fp32, already takes some of OPT's gradient tensors past 3e-2, against the same
+    /// computation unrounded. ReLU follows OPT's fc1, and the rounded input moves some outputs near zero to its other
+    /// side, switching their whole gradient on or off. GELU (Phi) and SiLU (the Llama family) are smooth there, and those
+    /// families stay well inside. The control: picking nothing reproduces the CPU engine's gradients exactly.
+    /// Measured (2026-11-23): OPT 6.9e-2 with 14 of 16384 fc1 outputs changing sign; the others 2.4–2.6e-3. With every
+    /// product's input rounded: OPT 7.2e-2, Phi 1.7e-2, the Llama family 4.1–4.8e-3.
+    /// </summary>
+    [Theory, MemberData(nameof(Families))]
+    public void TheMlpInputsBf16RoundingAloneSetsOptsFloor(string family)
+    {
+        var (_, mr, goldR, _) = GoldenParityTests.Run(family, new CpuBackend(), RoundWeightsToBf16);
+        var reference = Grads(mr);
+        double Worst(Func<Parameter, bool> pick, out string name, out Bf16StorageEmulator be)
+        {
+            var emu = be = new Bf16StorageEmulator();
+            var (_, m, gold, _) = GoldenParityTests.Run(family, emu, model =>
+            {
+                var picked = model.Parameters.Where(pick).Select(p => p.Value).ToHashSet();
+                emu.RoundOnlyInputsOf = picked.Contains;
+            });
+            using var _g = gold; using var _m = m;
+            double worst = 0; name = "";
+            foreach (var (n, g) in Grads(m))
+            {
+                if (m.Config.RotaryDim == 0 && n.EndsWith("k_proj.bias")) continue; // analytically zero
+                double e = Rel.Error(g, reference[n]);
+                if (e > worst) { worst = e; name = n; }
+            }
+            return worst;
+        }
+        using var _gr = goldR; using var _mr = mr;
+        double none = Worst(_ => false, out _, out _);
+        double mlp = Worst(p => p.LocalName is "fc1.weight" or "mlp.fc1.weight" or "mlp.gate_proj.weight" or "mlp.up_proj.weight",
+            out var worstName, out var emu);
+        double every = Worst(p => p.Value.Shape.Length == 2, out var everyName, out var emuAll);
+        log.WriteLine($"{family}: only the MLP inputs rounded: worst gradient tensor {mlp:E2} ({worstName}); " +
+            $"{emu.SignFlips} of {emu.PickedOutputs} outputs changed sign; every product's input rounded: {every:E2} " +
+            $"({everyName}; {emuAll.SignFlips} of {emuAll.PickedOutputs} changed sign); nothing rounded: {none:E2}");
+        Assert.True(emu.PickedOutputs > 0, "no MLP product was picked");
+        Assert.True(none < 1e-6, $"{family}: nothing rounded, yet {none:E2}");
+        if (family == "opt")
+        {
+            Assert.True(emu.SignFlips > 0, "OPT: no fc1 output changed sign");
+            Assert.True(mlp > 3e-2, $"OPT: only fc1's input rounded, worst {mlp:E2}");
+        }
+        else
+        {
+            Assert.True(mlp < 1.5e-2, $"{family}: only the MLP inputs rounded, worst {mlp:E2}");
+            // and an engine that rounds nothing but its products' inputs meets the bound here: what such a family's
+            // emulated BF16 mode loses beyond this is the engine's storage policy
+            Assert.True(every < 3e-2, $"{family}: every product's input rounded, worst {every:E2}");
+        }
     }
 }

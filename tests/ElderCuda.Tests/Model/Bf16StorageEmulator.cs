@@ -34,8 +34,19 @@ public sealed class Bf16StorageEmulator : IBackend
         for (int i = 0; i < s.Length; i++) s[i] = DTypes.Bf16ToFloat(DTypes.FloatToBf16(s[i]));
     }
 
+    /// <summary>
+    /// To measure what one matrix product's bf16 operand costs on its own: when set, nothing is rounded but the weights
+    /// as they load (set this after loading) and the forward input of each matrix product whose weight this picks.
+    /// Attention and every other op run in fp32. <see cref="SignFlips"/> then counts the picked products' outputs that
+    /// the rounded input moves to the other side of zero, of <see cref="PickedOutputs"/>.
+    /// </summary>
+    public Func<Tensor, bool>? RoundOnlyInputsOf { get; set; }
+    public long SignFlips { get; private set; }
+    public long PickedOutputs { get; private set; }
+
     void Round(Tensor? t)
     {
+        if (RoundOnlyInputsOf is not null) return;
         if (IsBf16(t)) RoundToBf16(((CpuTensor)t!).Span);
     }
 
@@ -74,9 +85,28 @@ public sealed class Bf16StorageEmulator : IBackend
     }
 
     public void Matmul(Tensor output, Tensor x, Tensor w, Tensor? bias, bool accumulate = false)
-    { cpu.Matmul(output, AsWeight(x, w), w, bias, accumulate); Round(output); }
+    {
+        if (RoundOnlyInputsOf is { } picks)
+        {
+            if (!picks(w)) { cpu.Matmul(output, x, w, bias, accumulate); return; }
+            if (accumulate) throw new NotSupportedException("RoundOnlyInputsOf: a picked product that accumulates");
+            var xr = cpu.Alloc(DType.F32, x.Shape);
+            cpu.Copy(xr, x);
+            RoundToBf16(((CpuTensor)xr).Span);
+            cpu.Matmul(output, x, w, bias);
+            var exact = ((CpuTensor)output).Span.ToArray();
+            cpu.Matmul(output, xr, w, bias);
+            var rounded = ((CpuTensor)output).Span;
+            for (int i = 0; i < exact.Length; i++) if (exact[i] > 0 != rounded[i] > 0) SignFlips++;
+            PickedOutputs += exact.Length;
+            xr.Dispose();
+            return;
+        }
+        cpu.Matmul(output, AsWeight(x, w), w, bias, accumulate); Round(output);
+    }
     public void MatmulBackward(Tensor? dx, Tensor? dw, Tensor? db, Tensor dOut, Tensor x, Tensor w, bool accumulateDx = false)
     {
+        if (RoundOnlyInputsOf is not null) { cpu.MatmulBackward(dx, dw, db, dOut, x, w, accumulateDx); return; }
         cpu.MatmulBackward(dx, dw, null, AsWeight(dOut, w), AsWeight(x, w), w, accumulateDx);
         if (db is not null) cpu.MatmulBackward(null, null, db, dOut, x, w);   // the CUDA backend sums dOut as given
         Round(dx); Round(dw); Round(db);
@@ -104,7 +134,7 @@ public sealed class Bf16StorageEmulator : IBackend
     public bool SixthSessionKernels { get; init; }
 
     bool TensorCore(Tensor q, int headDim) =>
-        ModelTensorCoreAttention && IsBf16(q) && ElderCuda.Backends.Cuda.CudaBackend.TensorCoreHeadDims.Contains(headDim);
+        ModelTensorCoreAttention && RoundOnlyInputsOf is null && IsBf16(q) && ElderCuda.Backends.Cuda.CudaBackend.TensorCoreHeadDims.Contains(headDim);
 
     static float Bf(double x) => DTypes.Bf16ToFloat(DTypes.FloatToBf16((float)x));
 
