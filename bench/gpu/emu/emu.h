@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -42,11 +43,13 @@ inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); retu
 inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
 inline int __float_as_int(float f) { int u; std::memcpy(&u, &f, 4); return u; }
 inline float __expf(float x) { return std::exp(x); }
+inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 
 // ---- block and warp machinery -------------------------------------------------------------------
 struct EmuWarp {
-    std::barrier<> bar{32};
+    explicit EmuWarp(unsigned lanes = 32) : bar((std::ptrdiff_t)lanes) {}
+    std::barrier<> bar;
     uint64_t buf[32][8];
 };
 inline std::barrier<>* emu_block_bar = nullptr;
@@ -79,6 +82,24 @@ inline unsigned emu_smem_u32(const void* p) { return (unsigned)(int32_t)((intptr
 inline unsigned char* emu_smem_ptr(unsigned a) { return emu_dyn_smem + (int32_t)a; }
 
 inline float emu_bf16(uint16_t b) { return __uint_as_float((unsigned)b << 16); }
+
+// ---- IEEE half conversions (the kernels' f16 helpers are inline PTX cvt instructions) -----------------
+inline float emu_f16_to_f32(uint16_t h) {
+    unsigned sign = (unsigned)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0) { float v = (float)m * 5.9604644775390625e-8f; return sign ? -v : v; }   // subnormal: m · 2⁻²⁴
+    if (e == 31) return __uint_as_float(sign | 0x7f800000u | (m << 13));
+    return __uint_as_float(sign | ((e - 15 + 127) << 23) | (m << 13));
+}
+// cvt.rn.f16.f32: round to nearest even; overflow to ±inf; NaN to the canonical 0x7fff
+inline uint16_t emu_f32_to_f16(float f) {
+    unsigned x = __float_as_uint(f), sign = (x >> 16) & 0x8000, ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return 0x7fff;
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);                          // ≥ 65520 rounds to inf
+    if (ax < 0x38800000u) return (uint16_t)(sign | (unsigned)std::nearbyint(__uint_as_float(ax) * 16777216.f)); // < 2⁻¹⁴: units of 2⁻²⁴, exact
+    unsigned h = ((((ax >> 23) - 127 + 15) << 10) | ((ax & 0x7fffff) >> 13)), rest = ax & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
 
 // ---- cp.async: deferred until wait_group retires the group -------------------------------------------
 struct EmuCopy { unsigned dst; const void* src; bool valid; };
@@ -143,23 +164,45 @@ inline void emu_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) 
     for (int e = 0; e < 4; e++) c[e] += out[e];
 }
 
-// ---- launching: one block at a time, blockDim.x threads --------------------------------------------------
-inline void emu_launch(emu_dim3 grid, unsigned threads, const std::function<void()>& kernel) {
-    gridDim = grid; blockDim = { threads, 1, 1 };
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                std::barrier<> bar((std::ptrdiff_t)threads);
-                emu_block_bar = &bar;
-                std::vector<EmuWarp> warps((threads + 31) / 32);
-                std::vector<std::thread> th;
-                for (unsigned i = 0; i < threads; i++)
-                    th.emplace_back([&, i] {
-                        threadIdx = { i, 0, 0 }; blockIdx = { x, y, z };
-                        emu_warp = &warps[i / 32]; emu_lane = (int)(i % 32);
-                        kernel();
-                        if (!emu_open_group.empty() || !emu_groups.empty()) { std::fprintf(stderr, "cp.async left in flight at exit\n"); std::abort(); }
-                    });
-                for (auto& t : th) t.join();
+// ---- launching: one block at a time, blockDim.x·y·z threads ----------------------------------------------
+// The launch starts one OS thread per block thread, and they walk the grid's blocks together: each block gets a fresh
+// block barrier and fresh warps (a thread that returns early drops out of its block's barrier, as an exited thread no
+// longer counts on a GPU), and no thread starts block b+1 until all have finished block b (the __shared__ statics are
+// shared). Warps are threads 32w..32w+31 in x-fastest order; a partial last warp has fewer lanes.
+inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()>& kernel) {
+    gridDim = grid; blockDim = block;
+    unsigned threads = block.x * block.y * block.z;
+    if (threads == 0 || threads > 1024) { std::fprintf(stderr, "emu_launch: %u threads per block\n", threads); std::abort(); }
+    unsigned nwarps = (threads + 31) / 32;
+    size_t nblocks = (size_t)grid.x * grid.y * grid.z;
+    std::barrier<> between((std::ptrdiff_t)threads);
+    std::unique_ptr<std::barrier<>> blockbar;
+    std::vector<std::unique_ptr<EmuWarp>> warps(nwarps);
+    auto fresh = [&] {
+        blockbar = std::make_unique<std::barrier<>>((std::ptrdiff_t)threads);
+        for (unsigned w = 0; w < nwarps; w++) warps[w] = std::make_unique<EmuWarp>(std::min(32u, threads - 32 * w));
+    };
+    fresh();
+    std::vector<std::thread> th;
+    th.reserve(threads);
+    for (unsigned i = 0; i < threads; i++)
+        th.emplace_back([&, i] {
+            threadIdx = { i % block.x, i / block.x % block.y, i / (block.x * block.y) };
+            emu_lane = (int)(i % 32);
+            for (size_t b = 0; b < nblocks; b++) {
+                blockIdx = { (unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((size_t)grid.x * grid.y)) };
+                emu_block_bar = blockbar.get();
+                emu_warp = warps[i / 32].get();
+                kernel();
+                if (!emu_open_group.empty() || !emu_groups.empty()) { std::fprintf(stderr, "cp.async left in flight at exit\n"); std::abort(); }
+                emu_block_bar->arrive_and_drop();
+                between.arrive_and_wait();   // every thread is done with block b
+                if (i == 0) fresh();
+                between.arrive_and_wait();   // block b+1's barriers are ready
             }
+        });
+    for (auto& t : th) t.join();
+}
+inline void emu_launch(emu_dim3 grid, unsigned threads, const std::function<void()>& kernel) {
+    emu_launch(grid, emu_dim3{ threads, 1, 1 }, kernel);
 }

@@ -1,0 +1,406 @@
+// An emulated GPU: the CUDA driver API and cuBLAS calls our bindings make (src/ElderCuda/Backends/Cuda/Interop),
+// served on the CPU, with every kernel of kernels/*.cu run by the kernel emulator (emu.h). Loaded in place of
+// libcuda, libcublas and libcublasLt (ELDR_CUDA, ELDR_CUBLAS, ELDR_CUBLASLT), it lets the CUDA backend's own code
+// (launch shapes, transfers, the allocator, the model's GPU path) run its tests on a machine without a GPU. NVRTC is
+// the real one: modules are compiled as on a GPU, and a kernel is only found in the module that declares it.
+//
+// Stricter than a GPU where that exposes bugs a GPU may hide by timing:
+// - work on a stream runs only when something waits for it (a synchronize, an event wait, a blocking copy), so a host
+//   read of a pinned buffer before the copy into it has been waited for sees the old contents;
+// - a pinned source of an async upload is read when the stream runs the copy, not when it is issued;
+// - new device memory and each launch's dynamic shared memory are filled with 0xff bytes (NaN in f32, bf16 and f16);
+// - copies, memsets and GEMM operands must lie inside one allocation; launches are checked against the block size,
+//   the dynamic shared memory allowed (48 KB unless cuFuncSetAttribute raised it), and the device's 227 KB.
+// Work runs on the host thread that waits for it, one launch at a time. Not emulated: concurrency between streams,
+// timing (events report host time), and out-of-bounds accesses inside kernels.
+#include "emu.h"
+#include "emugpu.h"
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace {
+
+enum : int {
+    OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, NOT_INITIALIZED = 3, INVALID_IMAGE = 200, INVALID_HANDLE = 400,
+    NOT_FOUND = 500, LAUNCH_OUT_OF_RESOURCES = 701, INVALID_DEVICE = 101,
+};
+
+std::recursive_mutex mu;
+#define LOCK std::lock_guard<std::recursive_mutex> lock_(mu)
+
+bool initialized = false;
+
+size_t env_size(const char* name, size_t dflt) {
+    const char* v = std::getenv(name);
+    return v && *v ? (size_t)std::strtoull(v, nullptr, 10) : dflt;
+}
+const size_t total_mem = env_size("ELDR_EMUGPU_MEM_MB", 8192) << 20;
+const int sm_count = (int)env_size("ELDR_EMUGPU_SMS", 4);
+const int cc = (int)env_size("ELDR_EMUGPU_CC", 90);
+constexpr int max_smem_optin = 232448, default_smem = 48 * 1024;
+
+std::map<uintptr_t, size_t> device_allocs, pinned_allocs;
+size_t allocated = 0;
+
+// the allocation [p, p+n) lies in, or false
+bool inside(const std::map<uintptr_t, size_t>& m, uintptr_t p, size_t n) {
+    auto it = m.upper_bound(p);
+    if (it == m.begin()) return false;
+    --it;
+    return p >= it->first && p + n <= it->first + it->second;
+}
+bool on_device(uint64_t p, size_t n) { return n == 0 || inside(device_allocs, (uintptr_t)p, n); }
+bool is_pinned(const void* p, size_t n) { return inside(pinned_allocs, (uintptr_t)p, n); }
+
+struct Stream { unsigned flags = 0; std::deque<std::function<void()>> work; };
+std::vector<Stream*> streams;
+Stream legacy;   // stream 0: what a blocking call waits for
+
+Stream* stream_of(void* s) { return s ? (Stream*)s : &legacy; }
+void drain(Stream* s) {
+    while (!s->work.empty()) { auto f = std::move(s->work.front()); s->work.pop_front(); f(); }
+}
+void drain_all() { drain(&legacy); for (auto* s : streams) drain(s); }
+// a blocking call (the legacy stream) waits for every blocking stream (flags 0), as CUDA's legacy default stream does
+void drain_blocking() { drain(&legacy); for (auto* s : streams) if (s->flags == 0) drain(s); }
+void enqueue(void* s, std::function<void()> f) {
+    Stream* st = stream_of(s);
+    if (st == &legacy) { drain_blocking(); f(); } else st->work.push_back(std::move(f));
+}
+
+struct Module { std::vector<unsigned char> image; };
+struct Function { std::string name; EmuBinder bind; int max_dyn_smem = default_smem; };
+std::unordered_map<std::string, EmuBinder>& registry() { static std::unordered_map<std::string, EmuBinder> r; return r; }
+std::map<std::pair<Module*, std::string>, Function*> functions;
+
+struct Event { std::chrono::steady_clock::time_point t; bool done = false; };
+
+double host_ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+const char* error_name(int e) {
+    switch (e) {
+    case OK: return "CUDA_SUCCESS";
+    case INVALID_VALUE: return "CUDA_ERROR_INVALID_VALUE";
+    case OUT_OF_MEMORY: return "CUDA_ERROR_OUT_OF_MEMORY";
+    case NOT_INITIALIZED: return "CUDA_ERROR_NOT_INITIALIZED";
+    case INVALID_IMAGE: return "CUDA_ERROR_INVALID_IMAGE";
+    case INVALID_HANDLE: return "CUDA_ERROR_INVALID_HANDLE";
+    case NOT_FOUND: return "CUDA_ERROR_NOT_FOUND";
+    case LAUNCH_OUT_OF_RESOURCES: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
+    case INVALID_DEVICE: return "CUDA_ERROR_INVALID_DEVICE";
+    default: return nullptr;
+    }
+}
+
+int fail(int code, const char* fn, const char* what) {
+    std::fprintf(stderr, "emugpu: %s: %s (%s)\n", fn, what, error_name(code));
+    return code;
+}
+
+// the size of a module image: an ELF cubin from its header, PTX up to its terminating zero
+size_t image_size(const unsigned char* p) {
+    if (std::memcmp(p, "\x7f" "ELF", 4) == 0 && p[4] == 2) {
+        uint64_t shoff, phoff; uint16_t shentsize, shnum, phentsize, phnum;
+        std::memcpy(&phoff, p + 0x20, 8); std::memcpy(&shoff, p + 0x28, 8);
+        std::memcpy(&phentsize, p + 0x36, 2); std::memcpy(&phnum, p + 0x38, 2);
+        std::memcpy(&shentsize, p + 0x3a, 2); std::memcpy(&shnum, p + 0x3c, 2);
+        return std::max<uint64_t>(shoff + (uint64_t)shentsize * shnum, phoff + (uint64_t)phentsize * phnum);
+    }
+    return std::strlen((const char*)p) + 1;
+}
+
+// does the image declare the kernel? (PTX: ".entry name("; cubin: the symbol's name, zero-terminated, in a string table)
+bool image_declares(const std::vector<unsigned char>& img, const std::string& name) {
+    auto it = img.begin();
+    while ((it = std::search(it, img.end(), name.begin(), name.end())) != img.end()) {
+        auto end = it + name.size();
+        bool start_ok = it == img.begin() || !(std::isalnum(*(it - 1)) || *(it - 1) == '_');
+        bool end_ok = end == img.end() || !(std::isalnum(*end) || *end == '_');
+        if (start_ok && end_ok) return true;
+        ++it;
+    }
+    return false;
+}
+
+uint16_t to_bf16(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+enum : int { R_32F = 0, R_16F = 2, R_16BF = 14, COMPUTE_32F = 68 };
+int elem_size(int t) { return t == R_32F ? 4 : (t == R_16F || t == R_16BF) ? 2 : 0; }
+float load(const void* p, int t, size_t i) {
+    if (t == R_32F) return ((const float*)p)[i];
+    uint16_t h = ((const uint16_t*)p)[i];
+    return t == R_16BF ? __uint_as_float((unsigned)h << 16) : emu_f16_to_f32(h);
+}
+void store(void* p, int t, size_t i, float v) {
+    if (t == R_32F) ((float*)p)[i] = v;
+    else ((uint16_t*)p)[i] = t == R_16BF ? to_bf16(v) : emu_f32_to_f16(v);
+}
+
+struct Blas { void* stream = nullptr; };
+
+} // namespace
+
+void emu_register_kernel(const char* name, EmuBinder bind) { registry()[name] = bind; }
+
+extern "C" {
+
+// ---- driver: init, device, context ------------------------------------------------------------------------
+int cuInit(unsigned) { LOCK; initialized = true; return OK; }
+int cuDriverGetVersion(int* v) { *v = 13000; return OK; }
+int cuGetErrorName(int e, const char** s) { *s = error_name(e); return *s ? OK : INVALID_VALUE; }
+int cuGetErrorString(int e, const char** s) { *s = error_name(e); return *s ? OK : INVALID_VALUE; }
+int cuDeviceGetCount(int* n) { if (!initialized) return NOT_INITIALIZED; *n = 1; return OK; }
+int cuDeviceGet(int* d, int ordinal) { if (ordinal != 0) return INVALID_DEVICE; *d = 0; return OK; }
+int cuDeviceGetName(char* name, int len, int) { std::snprintf(name, len, "emulated GPU (CPU, sm_%d)", cc); return OK; }
+int cuDeviceGetAttribute(int* v, int attr, int) {
+    switch (attr) {
+    case 1: *v = 1024; break;                 // max threads per block
+    case 2: *v = 1024; break; case 3: *v = 1024; break; case 4: *v = 64; break;
+    case 5: *v = 2147483647; break; case 6: *v = 65535; break; case 7: *v = 65535; break;
+    case 8: *v = default_smem; break;         // max shared memory per block
+    case 10: *v = 32; break;                  // warp size
+    case 16: *v = sm_count; break;            // multiprocessors
+    case 39: *v = 2048; break;                // max threads per multiprocessor
+    case 75: *v = cc / 10; break; case 76: *v = cc % 10; break;
+    case 97: *v = max_smem_optin; break;      // max shared memory per block, opt-in
+    default: *v = 0;
+    }
+    return OK;
+}
+int cuDeviceTotalMem_v2(size_t* bytes, int) { *bytes = total_mem; return OK; }
+int cuDevicePrimaryCtxRetain(void** ctx, int) { static int c; *ctx = &c; return OK; }
+int cuDevicePrimaryCtxRelease_v2(int) { return OK; }
+int cuCtxSetCurrent(void*) { return OK; }
+int cuCtxSynchronize() { LOCK; drain_all(); return OK; }
+
+// ---- streams and events --------------------------------------------------------------------------------------
+int cuStreamCreate(void** s, unsigned flags) { LOCK; auto* st = new Stream; st->flags = flags; streams.push_back(st); *s = st; return OK; }
+int cuStreamDestroy_v2(void* s) {
+    LOCK;
+    auto it = std::find(streams.begin(), streams.end(), (Stream*)s);
+    if (it == streams.end()) return fail(INVALID_HANDLE, "cuStreamDestroy", "unknown stream");
+    drain(*it); delete *it; streams.erase(it);
+    return OK;
+}
+int cuStreamSynchronize(void* s) { LOCK; drain(stream_of(s)); return OK; }
+int cuEventCreate(void** e, unsigned) { *e = new Event; return OK; }
+int cuEventDestroy_v2(void* e) { LOCK; delete (Event*)e; return OK; }
+int cuEventRecord(void* e, void* s) {
+    LOCK; auto* ev = (Event*)e; ev->done = false;
+    enqueue(s, [ev] { ev->t = std::chrono::steady_clock::now(); ev->done = true; });
+    return OK;
+}
+int cuEventSynchronize(void* e) { LOCK; drain_all(); return ((Event*)e)->done ? OK : fail(INVALID_HANDLE, "cuEventSynchronize", "event never recorded"); }
+int cuEventElapsedTime(float* ms, void* a, void* b) {
+    LOCK; auto *ea = (Event*)a, *eb = (Event*)b;
+    if (!ea->done || !eb->done) return fail(INVALID_HANDLE, "cuEventElapsedTime", "an event has not completed");
+    *ms = (float)host_ms(ea->t, eb->t); return OK;
+}
+int cuEventElapsedTime_v2(float* ms, void* a, void* b) { return cuEventElapsedTime(ms, a, b); }
+
+// ---- memory ------------------------------------------------------------------------------------------------
+int cuMemAlloc_v2(uint64_t* p, size_t n) {
+    LOCK;
+    if (n == 0) return fail(INVALID_VALUE, "cuMemAlloc", "zero bytes");
+    if (allocated + n > total_mem) return OUT_OF_MEMORY;
+    void* q = std::aligned_alloc(256, (n + 255) / 256 * 256);
+    if (!q) return OUT_OF_MEMORY;
+    std::memset(q, 0xff, n);   // new device memory is not zero on a GPU either
+    device_allocs[(uintptr_t)q] = n; allocated += n; *p = (uint64_t)q;
+    return OK;
+}
+int cuMemFree_v2(uint64_t p) {
+    LOCK;
+    if (p == 0) return OK;
+    auto it = device_allocs.find((uintptr_t)p);
+    if (it == device_allocs.end()) return fail(INVALID_VALUE, "cuMemFree", "not the start of an allocation");
+    drain_all();   // cuMemFree waits for the device
+    allocated -= it->second; device_allocs.erase(it); std::free((void*)p);
+    return OK;
+}
+int cuMemAllocHost_v2(void** p, size_t n) {
+    LOCK; void* q = std::aligned_alloc(4096, (n + 4095) / 4096 * 4096);
+    if (!q) return OUT_OF_MEMORY;
+    pinned_allocs[(uintptr_t)q] = n; *p = q; return OK;
+}
+int cuMemFreeHost(void* p) {
+    LOCK; auto it = pinned_allocs.find((uintptr_t)p);
+    if (it == pinned_allocs.end()) return fail(INVALID_VALUE, "cuMemFreeHost", "not a pinned allocation");
+    drain_all(); pinned_allocs.erase(it); std::free(p); return OK;
+}
+int cuMemGetInfo_v2(size_t* free_, size_t* total) { LOCK; *free_ = total_mem - allocated; *total = total_mem; return OK; }
+
+#define NEED_DEVICE(fn, p, n) if (!on_device(p, n)) return fail(INVALID_VALUE, fn, "range outside any device allocation")
+
+int cuMemsetD8_v2(uint64_t d, unsigned char v, size_t n) {
+    LOCK; NEED_DEVICE("cuMemsetD8", d, n); drain_blocking(); std::memset((void*)d, v, n); return OK;
+}
+int cuMemsetD8Async(uint64_t d, unsigned char v, size_t n, void* s) {
+    LOCK; NEED_DEVICE("cuMemsetD8Async", d, n); enqueue(s, [=] { std::memset((void*)d, v, n); }); return OK;
+}
+int cuMemsetD16Async(uint64_t d, unsigned short v, size_t n, void* s) {
+    LOCK; NEED_DEVICE("cuMemsetD16Async", d, 2 * n);
+    enqueue(s, [=] { for (size_t i = 0; i < n; i++) ((uint16_t*)d)[i] = v; }); return OK;
+}
+int cuMemsetD32Async(uint64_t d, unsigned v, size_t n, void* s) {
+    LOCK; NEED_DEVICE("cuMemsetD32Async", d, 4 * n);
+    enqueue(s, [=] { for (size_t i = 0; i < n; i++) ((uint32_t*)d)[i] = v; }); return OK;
+}
+int cuMemcpyHtoD_v2(uint64_t d, const void* h, size_t n) {
+    LOCK; NEED_DEVICE("cuMemcpyHtoD", d, n); drain_blocking(); std::memcpy((void*)d, h, n); return OK;
+}
+int cuMemcpyDtoH_v2(void* h, uint64_t d, size_t n) {
+    LOCK; NEED_DEVICE("cuMemcpyDtoH", d, n); drain_blocking(); std::memcpy(h, (const void*)d, n); return OK;
+}
+int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t n) {
+    LOCK; NEED_DEVICE("cuMemcpyDtoD", dst, n); NEED_DEVICE("cuMemcpyDtoD", src, n);
+    drain_blocking(); std::memmove((void*)dst, (const void*)src, n); return OK;
+}
+// pinned source: read when the stream runs the copy; pageable: staged now, as the driver does
+int cuMemcpyHtoDAsync_v2(uint64_t d, const void* h, size_t n, void* s) {
+    LOCK; NEED_DEVICE("cuMemcpyHtoDAsync", d, n);
+    if (is_pinned(h, n)) enqueue(s, [=] { std::memcpy((void*)d, h, n); });
+    else {
+        auto staged = std::make_shared<std::vector<unsigned char>>((const unsigned char*)h, (const unsigned char*)h + n);
+        enqueue(s, [=] { std::memcpy((void*)d, staged->data(), n); });
+    }
+    return OK;
+}
+// pinned destination: written when the stream runs the copy; pageable: the call returns once the copy is done
+int cuMemcpyDtoHAsync_v2(void* h, uint64_t d, size_t n, void* s) {
+    LOCK; NEED_DEVICE("cuMemcpyDtoHAsync", d, n);
+    if (is_pinned(h, n)) enqueue(s, [=] { std::memcpy(h, (const void*)d, n); });
+    else { drain(stream_of(s)); std::memcpy(h, (const void*)d, n); }
+    return OK;
+}
+int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void* s) {
+    LOCK; NEED_DEVICE("cuMemcpyDtoDAsync", dst, n); NEED_DEVICE("cuMemcpyDtoDAsync", src, n);
+    enqueue(s, [=] { std::memmove((void*)dst, (const void*)src, n); }); return OK;
+}
+
+// ---- modules and launches ------------------------------------------------------------------------------------
+int cuModuleLoadData(void** m, const void* image) {
+    LOCK;
+    if (!image) return fail(INVALID_IMAGE, "cuModuleLoadData", "no image");
+    auto* p = (const unsigned char*)image;
+    auto* mod = new Module;
+    mod->image.assign(p, p + image_size(p));
+    *m = mod; return OK;
+}
+int cuModuleUnload(void* m) { LOCK; drain_all(); delete (Module*)m; return OK; }
+int cuModuleGetFunction(void** f, void* m, const char* name) {
+    LOCK;
+    auto* mod = (Module*)m;
+    auto key = std::make_pair(mod, std::string(name));
+    if (auto it = functions.find(key); it != functions.end()) { *f = it->second; return OK; }
+    auto r = registry().find(name);
+    if (r == registry().end() || !image_declares(mod->image, name)) return NOT_FOUND;
+    auto* fn = new Function{ name, r->second };
+    functions[key] = fn; *f = fn; return OK;
+}
+int cuFuncSetAttribute(void* f, int attr, int value) {
+    LOCK;
+    if (attr == 8) {   // max dynamic shared memory
+        if (value > max_smem_optin) return fail(INVALID_VALUE, "cuFuncSetAttribute", "more shared memory than the device has");
+        ((Function*)f)->max_dyn_smem = value;
+    }
+    return OK;
+}
+int cuFuncGetAttribute(int* v, int attr, void* f) {
+    LOCK;
+    switch (attr) {
+    case 0: *v = 1024; break;     // max threads per block
+    case 4: *v = 32; break;       // registers (not modelled)
+    case 8: *v = ((Function*)f)->max_dyn_smem; break;
+    default: *v = 0;
+    }
+    return OK;
+}
+int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned smem, void* s, void** params, void** extra) {
+    LOCK;
+    auto* fn = (Function*)f;
+    if (!fn) return fail(INVALID_HANDLE, "cuLaunchKernel", "no function");
+    if (extra) return fail(INVALID_VALUE, "cuLaunchKernel", "extra is not supported");
+    if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 || gy > 65535 || gz > 65535)
+        return fail(INVALID_VALUE, fn->name.c_str(), "bad grid or block dimensions");
+    if ((size_t)bx * by * bz > 1024) return fail(INVALID_VALUE, fn->name.c_str(), "more than 1024 threads per block");
+    if ((int)smem > fn->max_dyn_smem) return fail(INVALID_VALUE, fn->name.c_str(), "more dynamic shared memory than the function allows");
+    auto call = fn->bind(params);   // the arguments are copied now, as the driver does
+    emu_dim3 grid{ gx, gy, gz }, block{ bx, by, bz };
+    enqueue(s, [grid, block, smem, call] {
+        std::memset(emu_dyn_smem, 0xff, smem);
+        emu_launch(grid, block, call);
+    });
+    return OK;
+}
+
+// ---- cuBLAS (column-major; host-side alpha and beta; fp32 compute) ----------------------------------------
+int cublasCreate_v2(void** h) { *h = new Blas; return 0; }
+int cublasDestroy_v2(void* h) { delete (Blas*)h; return 0; }
+int cublasGetVersion_v2(void*, int* v) { *v = 130000; return 0; }
+int cublasSetStream_v2(void* h, void* s) { ((Blas*)h)->stream = s; return 0; }
+int cublasSetMathMode(void*, int) { return 0; }
+const char* cublasGetStatusName(int s) {
+    switch (s) { case 0: return "CUBLAS_STATUS_SUCCESS"; case 7: return "CUBLAS_STATUS_INVALID_VALUE"; case 15: return "CUBLAS_STATUS_NOT_SUPPORTED"; default: return "CUBLAS_STATUS_UNKNOWN"; }
+}
+
+int cublasGemmStridedBatchedEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, uint64_t A, int At, int lda, long long sA,
+                               uint64_t B, int Bt, int ldb, long long sB, const void* beta, uint64_t C, int Ct, int ldc, long long sC,
+                               int batch, int compute, int) {
+    LOCK;
+    if (compute != COMPUTE_32F || !elem_size(At) || !elem_size(Bt) || !elem_size(Ct)) return fail(15, "cublasGemmEx", "types or compute type not emulated");
+    if (m < 0 || n < 0 || k < 0 || batch < 0) return fail(7, "cublasGemmEx", "negative size");
+    int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+    if (lda < std::max(1, ar) || ldb < std::max(1, br) || ldc < std::max(1, m)) return fail(7, "cublasGemmEx", "leading dimension too small");
+    for (int b = 0; b < batch; b++) {
+        auto span = [](long long ld, int r, int c) { return (size_t)(c > 0 && r > 0 ? ld * (c - 1) + r : 0); };
+        if (!on_device(A + (uint64_t)(b * sA * elem_size(At)), span(lda, ar, ac) * elem_size(At)) ||
+            !on_device(B + (uint64_t)(b * sB * elem_size(Bt)), span(ldb, br, bc) * elem_size(Bt)) ||
+            !on_device(C + (uint64_t)(b * sC * elem_size(Ct)), span(ldc, m, n) * elem_size(Ct)))
+            return fail(7, "cublasGemmEx", "an operand lies outside its device allocation");
+    }
+    float al = *(const float*)alpha, be = *(const float*)beta;
+    ((void)0);
+    enqueue(((Blas*)h)->stream, [=] {
+        std::vector<float> a((size_t)m * k), bm((size_t)k * n);
+        for (int bi = 0; bi < batch; bi++) {
+            const void* pa = (const char*)A + bi * sA * elem_size(At);
+            const void* pb = (const char*)B + bi * sB * elem_size(Bt);
+            void* pc = (char*)C + bi * sC * elem_size(Ct);
+            for (int i = 0; i < m; i++) for (int l = 0; l < k; l++) a[(size_t)i * k + l] = load(pa, At, ta ? (size_t)l + (size_t)i * lda : (size_t)i + (size_t)l * lda);
+            for (int j = 0; j < n; j++) for (int l = 0; l < k; l++) bm[(size_t)j * k + l] = load(pb, Bt, tb ? (size_t)j + (size_t)l * ldb : (size_t)l + (size_t)j * ldb);
+            for (int j = 0; j < n; j++)
+                for (int i = 0; i < m; i++) {
+                    const float* ai = &a[(size_t)i * k]; const float* bj = &bm[(size_t)j * k];
+                    float acc = 0.f;
+                    for (int l = 0; l < k; l++) acc += ai[l] * bj[l];
+                    size_t ci = (size_t)i + (size_t)j * ldc;
+                    float v = al * acc;
+                    if (be != 0.f) v += be * load(pc, Ct, ci);   // beta = 0: C is not read (it may hold NaN)
+                    store(pc, Ct, ci, v);
+                }
+        }
+    });
+    return 0;
+}
+int cublasGemmEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, uint64_t A, int At, int lda, uint64_t B, int Bt, int ldb,
+                 const void* beta, uint64_t C, int Ct, int ldc, int compute, int algo) {
+    return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, At, lda, 0, B, Bt, ldb, 0, beta, C, Ct, ldc, 0, 1, compute, algo);
+}
+
+// ---- cuBLASLt: what the bindings load; no matmul is emulated ------------------------------------------------
+int cublasLtCreate(void** h) { static int lt; *h = &lt; return 0; }
+int cublasLtDestroy(void*) { return 0; }
+size_t cublasLtGetVersion() { return 130000; }
+
+} // extern "C"
