@@ -16,6 +16,9 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <condition_variable>
+#include <semaphore>
 #include <thread>
 #include <vector>
 
@@ -164,6 +167,37 @@ inline void emu_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) 
     for (int e = 0; e < 4; e++) c[e] += out[e];
 }
 
+// ---- a pool of host threads, kept between launches (starting hundreds of threads per launch cost more system time
+// than the kernels' work); run(n, f) calls f(0) .. f(n-1) on n of them and returns when all have finished
+struct EmuPool {
+    std::mutex m;
+    std::condition_variable done;
+    std::vector<std::unique_ptr<std::binary_semaphore>> go;   // one per thread: only the n a launch needs wake up
+    unsigned remaining = 0;
+    std::function<void(unsigned)> job;
+    void run(unsigned n, std::function<void(unsigned)> f) {
+        while (go.size() < n) {
+            go.push_back(std::make_unique<std::binary_semaphore>(0));
+            std::thread([this, id = (unsigned)go.size() - 1, s = go.back().get()] { loop(id, s); }).detach();
+        }
+        job = std::move(f);
+        { std::lock_guard<std::mutex> l(m); remaining = n; }
+        for (unsigned i = 0; i < n; i++) go[i]->release();
+        std::unique_lock<std::mutex> l(m);
+        done.wait(l, [&] { return remaining == 0; });
+        job = nullptr;
+    }
+    void loop(unsigned id, std::binary_semaphore* s) {
+        for (;;) {
+            s->acquire();
+            job(id);
+            std::lock_guard<std::mutex> l(m);
+            if (--remaining == 0) done.notify_all();
+        }
+    }
+};
+inline EmuPool& emu_pool() { static EmuPool* p = new EmuPool; return *p; }   // never destroyed: its threads are detached
+
 // ---- launching: one block at a time, blockDim.x·y·z threads ----------------------------------------------
 // The launch starts one OS thread per block thread, and they walk the grid's blocks together: each block gets a fresh
 // block barrier and fresh warps (a thread that returns early drops out of its block's barrier, as an exited thread no
@@ -183,10 +217,7 @@ inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()
         for (unsigned w = 0; w < nwarps; w++) warps[w] = std::make_unique<EmuWarp>(std::min(32u, threads - 32 * w));
     };
     fresh();
-    std::vector<std::thread> th;
-    th.reserve(threads);
-    for (unsigned i = 0; i < threads; i++)
-        th.emplace_back([&, i] {
+    emu_pool().run(threads, [&](unsigned i) {
             threadIdx = { i % block.x, i / block.x % block.y, i / (block.x * block.y) };
             emu_lane = (int)(i % 32);
             for (size_t b = 0; b < nblocks; b++) {
@@ -201,7 +232,6 @@ inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()
                 between.arrive_and_wait();   // block b+1's barriers are ready
             }
         });
-    for (auto& t : th) t.join();
 }
 inline void emu_launch(emu_dim3 grid, unsigned threads, const std::function<void()>& kernel) {
     emu_launch(grid, emu_dim3{ threads, 1, 1 }, kernel);

@@ -255,13 +255,16 @@ public sealed unsafe partial class CudaBackend : IBackend
         // bf16: rounded on all cores into the reused pinned buffer, a chunk at a time, instead of a fresh array per call
         // (the host-offloaded optimiser uploads every trained weight each step: 13.5 GB at Llama-2-7B's size)
         const int chunk = (int)(StagingChunkBytes / 2);
-        byte* staging = PinnedStaging(Math.Min(2L * data.Length, StagingChunkBytes));
-        for (int off = 0; off < data.Length; off += chunk)
+        lock (_stagingLock)
         {
-            int len = Math.Min(chunk, data.Length - off);
-            DTypes.ToBf16(data.Slice(off, len), new Span<ushort>(staging, len));
-            Driver.MemcpyHtoDAsync(t.Ptr + 2UL * (ulong)off, staging, 2UL * (ulong)len, _stream);
-            Driver.StreamSynchronize(_stream);   // the next chunk reuses the buffer
+            byte* staging = PinnedStaging(Math.Min(2L * data.Length, StagingChunkBytes));
+            for (long off = 0; off < data.Length; off += chunk)   // long: off + chunk passes int.MaxValue near 2³¹ values
+            {
+                int len = (int)Math.Min(chunk, data.Length - off);
+                DTypes.ToBf16(data.Slice((int)off, len), new Span<ushort>(staging, len));
+                Driver.MemcpyHtoDAsync(t.Ptr + 2UL * (ulong)off, staging, 2UL * (ulong)len, _stream);
+                Driver.StreamSynchronize(_stream);   // the next chunk reuses the buffer
+            }
         }
     }
 
@@ -310,13 +313,16 @@ public sealed unsafe partial class CudaBackend : IBackend
         Enter();
         int size = t.DType.SizeOf();
         long chunk = PinnedStagingLimit / size;
-        byte* staging = PinnedStaging(Math.Min(t.Bytes, PinnedStagingLimit));
-        for (long off = 0; off < t.Count; off += chunk)
+        lock (_stagingLock)
         {
-            int len = (int)Math.Min(chunk, t.Count - off);
-            Driver.MemcpyDtoHAsync(staging, Cu(t).Ptr + (ulong)(off * size), (ulong)len * (ulong)size, _stream);
-            Driver.StreamSynchronize(_stream);
-            DTypes.ToFloat32(t.DType, new ReadOnlySpan<byte>(staging, len * size), dst.Slice((int)off, len));
+            byte* staging = PinnedStaging(Math.Min(t.Bytes, PinnedStagingLimit));
+            for (long off = 0; off < t.Count; off += chunk)
+            {
+                int len = (int)Math.Min(chunk, t.Count - off);
+                Driver.MemcpyDtoHAsync(staging, Cu(t).Ptr + (ulong)(off * size), (ulong)len * (ulong)size, _stream);
+                Driver.StreamSynchronize(_stream);
+                DTypes.ToFloat32(t.DType, new ReadOnlySpan<byte>(staging, len * size), dst.Slice((int)off, len));
+            }
         }
     }
 
@@ -337,13 +343,15 @@ public sealed unsafe partial class CudaBackend : IBackend
     const long PinnedStagingLimit = 256L << 20;
     IntPtr _pinned;
     long _pinnedBytes;
+    /// <summary>Held while the staging buffer is in use: two threads' transfers would otherwise share (or free) it.</summary>
+    readonly object _stagingLock = new();
 
     /// <summary>The pinned staging buffer, grown to at least <paramref name="bytes"/> (doubling); freed in Dispose.</summary>
     byte* PinnedStaging(long bytes)
     {
         if (bytes > _pinnedBytes)
         {
-            if (_pinned != IntPtr.Zero) { Driver.MemFreeHost(_pinned); _pinned = IntPtr.Zero; _pinnedBytes = 0; }
+            if (_pinned != IntPtr.Zero) { var old = _pinned; _pinned = IntPtr.Zero; _pinnedBytes = 0; Driver.MemFreeHost(old); }
             long size = Math.Max(bytes, Math.Min(2 * _pinnedBytes, PinnedStagingLimit));
             _pinned = Driver.MemAllocHost((ulong)size);
             _pinnedBytes = size;
