@@ -14,7 +14,10 @@ import glob, hashlib, os, re, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
 from emu_source import here, root, common_source, family_source
 
-CXX = ["g++", "-std=c++20", "-O2", "-pthread", "-w", "-fPIC"]
+# ELDR_EMU_ASAN=1: built with AddressSanitizer, so a kernel that reads or writes outside its device allocations is
+# reported (run with LD_PRELOAD of libasan; run_cuda_tests.sh does that)
+ASAN = os.environ.get("ELDR_EMU_ASAN") == "1"
+CXX = ["g++", "-std=c++20", "-O2", "-pthread", "-w", "-fPIC"] + (["-fsanitize=address", "-fno-omit-frame-pointer", "-g"] if ASAN else [])
 
 
 def split_params(text):
@@ -59,7 +62,7 @@ def main():
               ("emu.h", "emugpu.h", "emugpu.cpp", "emu_source.py", "build_emugpu.py")]
     h = hashlib.sha256()
     for p in inputs: h.update(os.path.basename(p).encode()); h.update(open(p, "rb").read())
-    lib = os.path.join(out_dir, f"libeldr_emugpu-{h.hexdigest()[:16]}.so")
+    lib = os.path.join(out_dir, f"libeldr_emugpu-{h.hexdigest()[:16]}{'-asan' if ASAN else ''}.so")
     if not os.path.exists(lib):
         units = [family_unit(f, out_dir) for f in families]
         for (u, n), fam in zip(units, families): print(f"emugpu: {fam}: {n} kernels", file=sys.stderr)

@@ -212,8 +212,8 @@ int cuMemAlloc_v2(uint64_t* p, size_t n) {
     LOCK;
     if (n == 0) return fail(INVALID_VALUE, "cuMemAlloc", "zero bytes");
     if (allocated + n > total_mem) return OUT_OF_MEMORY;
-    void* q = std::aligned_alloc(256, (n + 255) / 256 * 256);
-    if (!q) return OUT_OF_MEMORY;
+    void* q = nullptr;   // exactly n bytes (under ELDR_EMU_ASAN, a read past the end is reported)
+    if (posix_memalign(&q, 256, n) != 0) return OUT_OF_MEMORY;
     std::memset(q, 0xff, n);   // new device memory is not zero on a GPU either
     device_allocs[(uintptr_t)q] = n; allocated += n; *p = (uint64_t)q;
     return OK;

@@ -6,11 +6,16 @@
 #   bash bench/gpu/emu/run_cuda_tests.sh                 # the CUDA test folder (tests/ElderCuda.Tests/Cuda)
 #   bash bench/gpu/emu/run_cuda_tests.sh "FILTER"        # any dotnet test filter
 #   ELDR_EMU_NO_BUILD=1 ...                              # the test project is already built (Release)
+#   ELDR_EMU_ASAN=1 ...                                  # AddressSanitizer: a kernel's access outside its device
+#                                                        # allocations aborts the run; the report goes to /tmp/eldr-asan.*
 #
-# What it cannot show: speed, concurrency between streams, and out-of-bounds reads inside a kernel.
+# What it cannot show: speed and concurrency between streams.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
+if [ "${ELDR_EMU_ASAN:-}" = 1 ] && [ ! -f "$(g++ -print-file-name=libasan.so)" ]; then
+  echo "emulated GPU: no libasan here, running without AddressSanitizer"; export ELDR_EMU_ASAN=0
+fi
 lib=$(python3 bench/gpu/emu/build_emugpu.py)
 export ELDR_CUDA="$lib" ELDR_CUBLAS="$lib" ELDR_CUBLASLT="$lib"
 # the kernel-level emulator and compile tests do not go through the driver; the rest of the folder does
@@ -18,4 +23,20 @@ filter=${1:-"FullyQualifiedName~ElderCuda.Tests.Cuda&FullyQualifiedName!~KernelE
 build=()
 [ "${ELDR_EMU_NO_BUILD:-}" = 1 ] && build=(--no-build)
 echo "emulated GPU: $lib"
+asan_log=${TMPDIR:-/tmp}/eldr-asan
+if [ "${ELDR_EMU_ASAN:-}" = 1 ]; then
+  rm -f "$asan_log".*
+  export LD_PRELOAD=$(g++ -print-file-name=libasan.so)
+  # .NET handles SIGSEGV itself (null references), and its runtime is not instrumented
+  export ASAN_OPTIONS=detect_leaks=0:handle_segv=0:allow_user_segv_handler=1:detect_odr_violation=0:use_sigaltstack=0:log_path=$asan_log
+fi
+set +e
 dotnet test tests/ElderCuda.Tests -c Release "${build[@]}" --filter "$filter"
+rc=$?
+set -e
+if compgen -G "$asan_log.*" >/dev/null; then
+  echo "AddressSanitizer: a kernel or the emulated driver touched memory outside its allocations:"
+  head -40 "$asan_log".*
+  rc=1
+fi
+exit $rc
