@@ -228,7 +228,9 @@ int cuMemFree_v2(uint64_t p) {
     return OK;
 }
 int cuMemAllocHost_v2(void** p, size_t n) {
-    LOCK; void* q = std::aligned_alloc(4096, (n + 4095) / 4096 * 4096);
+    LOCK;
+    if (const char* e = std::getenv("ELDR_EMUGPU_NO_PINNED"); e && *e) return OUT_OF_MEMORY;   // a host that cannot lock pages
+    void* q = std::aligned_alloc(4096, (n + 4095) / 4096 * 4096);
     if (!q) return OUT_OF_MEMORY;
     pinned_allocs[(uintptr_t)q] = n; *p = q; return OK;
 }

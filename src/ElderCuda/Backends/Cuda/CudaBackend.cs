@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ElderCuda.Backends.Cuda.Interop;
 using ElderCuda.Tensors;
@@ -346,14 +347,27 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// <summary>Held while the staging buffer is in use: two threads' transfers would otherwise share (or free) it.</summary>
     readonly object _stagingLock = new();
 
+    /// <summary>Where page-locked memory cannot be had (cuMemAllocHost fails: a container's locked-memory limit, WSL),
+    /// the staging buffer is an ordinary array, GC-pinned: transfers still work, only slower.</summary>
+    byte[]? _pageableStaging;
+    bool _warnedPageable;
+
     /// <summary>The pinned staging buffer, grown to at least <paramref name="bytes"/> (doubling); freed in Dispose.</summary>
     byte* PinnedStaging(long bytes)
     {
         if (bytes > _pinnedBytes)
         {
-            if (_pinned != IntPtr.Zero) { var old = _pinned; _pinned = IntPtr.Zero; _pinnedBytes = 0; Driver.MemFreeHost(old); }
             long size = Math.Max(bytes, Math.Min(2 * _pinnedBytes, PinnedStagingLimit));
-            _pinned = Driver.MemAllocHost((ulong)size);
+            if (_pinned != IntPtr.Zero && _pageableStaging is null) { var old = _pinned; _pinned = IntPtr.Zero; _pinnedBytes = 0; Driver.MemFreeHost(old); }
+            _pinned = IntPtr.Zero; _pinnedBytes = 0; _pageableStaging = null;
+            try { _pinned = Driver.MemAllocHost((ulong)size); }
+            catch (CudaException e)
+            {
+                if (!_warnedPageable) Console.Error.WriteLine($"warning: no page-locked host memory ({e.Message}); transfers go through ordinary memory");
+                _warnedPageable = true;
+                _pageableStaging = GC.AllocateUninitializedArray<byte>(checked((int)size), pinned: true);
+                _pinned = (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_pageableStaging));
+            }
             _pinnedBytes = size;
         }
         return (byte*)_pinned;
@@ -419,7 +433,8 @@ public sealed unsafe partial class CudaBackend : IBackend
             Enter();
             Driver.StreamSynchronize(_stream);
             Allocator.Dispose();
-            if (_pinned != IntPtr.Zero) { Driver.MemFreeHost(_pinned); _pinned = IntPtr.Zero; _pinnedBytes = 0; }
+            if (_pinned != IntPtr.Zero && _pageableStaging is null) Driver.MemFreeHost(_pinned);
+            _pinned = IntPtr.Zero; _pinnedBytes = 0; _pageableStaging = null;
             foreach (var m in _modules.Values) Driver.ModuleUnload(m);
             _modules.Clear(); _functions.Clear();
             Cublas.Destroy(_cublas);
