@@ -1,4 +1,3 @@
-using ElderCuda.IO.Safetensors;
 using ElderCuda.Model;
 using ElderCuda.Tensors;
 
@@ -26,19 +25,14 @@ public class CudaDecodeTests
     public void ChunkedDecodeMatchesTheGoldensAndTheHostArgMax(string family, DType d)
     {
         var be = CudaFixture.Get(d);
-        var dir = TestPaths.HfTiny(family);
-        using var gold = SafetensorsFile.Open(Path.Combine(dir, "golden.safetensors"));
-        var shape = gold.Info("input_ids").Shape;
-        int B = (int)shape[0], T = (int)shape[1];
-        var ids = gold.ReadInt64("input_ids").Select(x => (int)x).ToArray();
-        var logits = gold.ReadFloat32("logits");
+        var (dir, B, T, ids, logits, chunks) = ElderCuda.Tests.Model.DecodeGolden.Load(family);
         using var m = CausalLM.Load(dir, be);
         int V = m.Config.VocabSize;
         double tol = d == DType.F32 ? 1e-4 : 1e-2, worst = 0;
         using var cache = m.NewKvCache(T, B);
         using var greedyCache = m.NewKvCache(T, B);
         int at = 0;
-        foreach (var n in new[] { T / 2, 1, 1, T - T / 2 - 2 })
+        foreach (var n in chunks)
         {
             var chunk = new int[B * n];
             for (int b = 0; b < B; b++) ids.AsSpan(b * T + at, n).CopyTo(chunk.AsSpan(b * n));

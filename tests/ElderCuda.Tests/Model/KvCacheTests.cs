@@ -10,6 +10,20 @@ namespace ElderCuda.Tests.Model;
 /// sequence goes in chunk by chunk (prompt, single tokens, a longer chunk), and the logits at each chunk's last
 /// position must be those of the whole sequence at that position (DESIGN.md §7 CPU tolerance, 1e-5).
 /// </summary>
+/// <summary>A family's golden batch for the decoding tests, and the uneven chunks (half, one, one, the rest) they feed it in.</summary>
+internal sealed record DecodeGolden(string Dir, int B, int T, int[] Ids, float[] Logits, int[] Chunks)
+{
+    internal static DecodeGolden Load(string family)
+    {
+        var dir = TestPaths.HfTiny(family);
+        using var gold = SafetensorsFile.Open(Path.Combine(dir, "golden.safetensors"));
+        var shape = gold.Info("input_ids").Shape;
+        int B = (int)shape[0], T = (int)shape[1];
+        Assert.True(T >= 6, $"golden sequence of {T} tokens is too short to chunk");
+        return new(dir, B, T, gold.ReadInt64("input_ids").Select(x => (int)x).ToArray(), gold.ReadFloat32("logits"), [T / 2, 1, 1, T - T / 2 - 2]);
+    }
+}
+
 public class KvCacheTests
 {
     public static TheoryData<string> Families => new(TestPaths.TinyFamilies);
@@ -17,16 +31,9 @@ public class KvCacheTests
     [Theory, MemberData(nameof(Families))]
     public void ChunkedDecodingGivesTheGoldenLogitsAtEveryChunkEnd(string family)
     {
-        var dir = TestPaths.HfTiny(family);
-        using var gold = SafetensorsFile.Open(Path.Combine(dir, "golden.safetensors"));
-        var shape = gold.Info("input_ids").Shape;
-        int B = (int)shape[0], T = (int)shape[1];
-        var ids = gold.ReadInt64("input_ids").Select(x => (int)x).ToArray();
-        var logits = gold.ReadFloat32("logits");
+        var (dir, B, T, ids, logits, chunks) = DecodeGolden.Load(family);
         using var m = CausalLM.Load(dir, new CpuBackend());
         int V = m.Config.VocabSize;
-        Assert.True(T >= 6, $"golden sequence of {T} tokens is too short to chunk");
-        int[] chunks = [T / 2, 1, 1, T - T / 2 - 2];
         int checkedRows = 0;
         for (int b = 0; b < B; b++)
         {
