@@ -5,11 +5,6 @@ using ElderCuda.Model;
 
 namespace ElderCuda.Tests.Model;
 
-/// <summary>
-/// Incremental decoding with the KV cache (CausalLM.Extend) against transformers' float64 goldens: every family's
-/// sequence goes in chunk by chunk (prompt, single tokens, a longer chunk), and the logits at each chunk's last
-/// position must be those of the whole sequence at that position (DESIGN.md §7 CPU tolerance, 1e-5).
-/// </summary>
 /// <summary>A family's golden batch for the decoding tests, and the uneven chunks (half, one, one, the rest) they feed it in.</summary>
 internal sealed record DecodeGolden(string Dir, int B, int T, int[] Ids, float[] Logits, int[] Chunks)
 {
@@ -24,6 +19,11 @@ internal sealed record DecodeGolden(string Dir, int B, int T, int[] Ids, float[]
     }
 }
 
+/// <summary>
+/// Incremental decoding with the KV cache (CausalLM.Extend) against transformers' float64 goldens: every family's
+/// sequence goes in chunk by chunk (prompt, single tokens, a longer chunk), and the logits at each chunk's last
+/// position must be those of the whole sequence at that position (DESIGN.md §7 CPU tolerance, 1e-5).
+/// </summary>
 public class KvCacheTests
 {
     public static TheoryData<string> Families => new(TestPaths.TinyFamilies);
