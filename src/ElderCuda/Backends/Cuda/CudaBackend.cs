@@ -358,8 +358,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (bytes > _pinnedBytes)
         {
             long size = Math.Max(bytes, Math.Min(2 * _pinnedBytes, PinnedStagingLimit));
-            if (_pinned != IntPtr.Zero && _pageableStaging is null) { var old = _pinned; _pinned = IntPtr.Zero; _pinnedBytes = 0; Driver.MemFreeHost(old); }
-            _pinned = IntPtr.Zero; _pinnedBytes = 0; _pageableStaging = null;
+            FreeStaging();
             try { _pinned = Driver.MemAllocHost((ulong)size); }
             catch (CudaException e)
             {
@@ -371,6 +370,16 @@ public sealed unsafe partial class CudaBackend : IBackend
             _pinnedBytes = size;
         }
         return (byte*)_pinned;
+    }
+
+    /// <summary>Lets the staging buffer go (page-locked memory back to the driver); the fields are cleared first, so a
+    /// failed cuMemFreeHost leaves nothing to free twice.</summary>
+    void FreeStaging()
+    {
+        var old = _pinned;
+        bool pageLocked = _pageableStaging is null;
+        _pinned = IntPtr.Zero; _pinnedBytes = 0; _pageableStaging = null;
+        if (old != IntPtr.Zero && pageLocked) Driver.MemFreeHost(old);
     }
 
     public void Zero(Tensor t)
@@ -433,8 +442,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             Enter();
             Driver.StreamSynchronize(_stream);
             Allocator.Dispose();
-            if (_pinned != IntPtr.Zero && _pageableStaging is null) Driver.MemFreeHost(_pinned);
-            _pinned = IntPtr.Zero; _pinnedBytes = 0; _pageableStaging = null;
+            FreeStaging();
             foreach (var m in _modules.Values) Driver.ModuleUnload(m);
             _modules.Clear(); _functions.Clear();
             Cublas.Destroy(_cublas);
