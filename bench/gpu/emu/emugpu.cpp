@@ -11,8 +11,9 @@
 // - new device memory and each launch's dynamic shared memory are filled with 0xff bytes (NaN in f32, bf16 and f16);
 // - copies, memsets and GEMM operands must lie inside one allocation; launches are checked against the block size,
 //   the dynamic shared memory allowed (48 KB unless cuFuncSetAttribute raised it), and the device's 227 KB.
-// Work runs on the host thread that waits for it, one launch at a time. Not emulated: concurrency between streams,
-// timing (events report host time), and out-of-bounds accesses inside kernels.
+// Work runs on the host thread that waits for it, one launch at a time. Not emulated: concurrency between streams and
+// timing (events report host time). Accesses outside a device allocation inside a kernel are caught only when the
+// library is built with AddressSanitizer (ELDR_EMU_ASAN=1; device allocations are exactly their size).
 #include "emu.h"
 #include "emugpu.h"
 #include <chrono>
@@ -372,7 +373,6 @@ int cublasGemmStridedBatchedEx(void* h, int ta, int tb, int m, int n, int k, con
             return fail(7, "cublasGemmEx", "an operand lies outside its device allocation");
     }
     float al = *(const float*)alpha, be = *(const float*)beta;
-    ((void)0);
     enqueue(((Blas*)h)->stream, [=] {
         std::vector<float> a((size_t)m * k), bm((size_t)k * n);
         for (int bi = 0; bi < batch; bi++) {

@@ -6,6 +6,8 @@
 #   bash bench/gpu/emu/run_cuda_tests.sh                 # the CUDA test folder (tests/ElderCuda.Tests/Cuda)
 #   bash bench/gpu/emu/run_cuda_tests.sh "FILTER"        # any dotnet test filter
 #   ELDR_EMU_NO_BUILD=1 ...                              # the test project is already built (Release)
+#   ELDR_EMU_SKIP_KNOWN=1 ...                            # leave out the two bf16 whole-model cases known to fail
+#                                                        # DESIGN.md §7's per-tensor bound (OPT, Phi; issue 3)
 #   ELDR_EMU_ASAN=1 ...                                  # AddressSanitizer: a kernel's access outside its device
 #                                                        # allocations aborts the run; the report goes to /tmp/eldr-asan.*
 #
@@ -20,6 +22,7 @@ lib=$(python3 bench/gpu/emu/build_emugpu.py)
 export ELDR_CUDA="$lib" ELDR_CUBLAS="$lib" ELDR_CUBLASLT="$lib"
 # the kernel-level emulator and compile tests do not go through the driver; the rest of the folder does
 filter=${1:-"FullyQualifiedName~ElderCuda.Tests.Cuda&FullyQualifiedName!~KernelEmulatorTests&FullyQualifiedName!~KernelCompileTests&FullyQualifiedName!~KernelReportTests&FullyQualifiedName!~CudaKernelBenchTests"}
+[ "${ELDR_EMU_SKIP_KNOWN:-}" = 1 ] && filter+="&(FullyQualifiedName!~CudaGoldenParityTests|DisplayName!~BF16|DisplayName~llama|DisplayName~qwen2)"
 build=()
 [ "${ELDR_EMU_NO_BUILD:-}" = 1 ] && build=(--no-build)
 echo "emulated GPU: $lib"
