@@ -1,14 +1,15 @@
 // A CPU emulator for our CUDA kernels, for checking them on a machine without a GPU (bench/gpu/emu/README.md).
-// Each block runs as blockDim.x OS threads with a real barrier for __syncthreads; warp-wide instructions
-// (shuffles, mma.sync, ldmatrix) exchange their lanes' operands through a per-warp buffer between two warp
-// barriers and compute what the PTX ISA says each lane gets. cp.async copies are deferred until the thread's
-// cp.async.wait_group retires their group, so a read of shared memory before its wait sees stale data, as it
-// may on a GPU. Blocks run one after another, so a function-local static stands in for __shared__.
+// Each thread of a block is a fiber (a user-level context with its own stack) on the launching host thread, and
+// __syncthreads is a barrier at which a thread yields to the next; warp-wide instructions (shuffles, mma.sync,
+// ldmatrix) exchange their lanes' operands through a per-warp buffer between two warp barriers and compute what the
+// PTX ISA says each lane gets. cp.async copies are deferred until the thread's cp.async.wait_group retires their
+// group, so a read of shared memory before its wait sees stale data, as it may on a GPU. Blocks run one after
+// another, so a function-local static stands in for __shared__.
 #pragma once
 #include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <cmath>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -17,10 +18,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <condition_variable>
-#include <semaphore>
-#include <thread>
 #include <vector>
+#include <sys/mman.h>
 
 #define __global__
 #define __device__
@@ -32,7 +31,6 @@
 #define __restrict__
 
 struct emu_dim3 { unsigned x = 0, y = 0, z = 0; };
-inline thread_local emu_dim3 threadIdx, blockIdx;
 inline emu_dim3 blockDim, gridDim;
 
 using std::min;
@@ -49,15 +47,190 @@ inline float __expf(float x) { return std::exp(x); }
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 
-// ---- block and warp machinery -------------------------------------------------------------------
+// ---- a bug the emulator cannot go on from: the message goes to stderr and, when $ELDR_EMU_LOG names a file, is
+// appended there too (a test host's stderr is not always shown; run_cuda_tests.sh prints that file), then abort
+inline const char* emu_kernel_name = "kernel";   // the launch's kernel, for messages (emugpu sets it)
+[[noreturn]] __attribute__((format(printf, 1, 2))) inline void emu_fatal(const char* fmt, ...) {
+    char msg[1024];
+    va_list ap; va_start(ap, fmt); std::vsnprintf(msg, sizeof msg, fmt, ap); va_end(ap);
+    std::fprintf(stderr, "emu: %s\n", msg);
+    if (const char* log = std::getenv("ELDR_EMU_LOG"); log && *log)
+        if (FILE* f = std::fopen(log, "a")) { std::fprintf(f, "emu: %s\n", msg); std::fclose(f); }
+    std::abort();
+}
+
+// ---- fibers: every thread of a block is a fiber on the launching host thread -----------------------------
+// A kernel thread runs until it waits at a barrier (__syncthreads, or a warp-wide exchange) and then yields to the
+// block's scheduler, which resumes the next thread in turn. No OS threads: a barrier costs two user-level context
+// switches per thread instead of a futex wake-up, and the state a CUDA thread owns (threadIdx, its lane, its warp,
+// its cp.async groups) is switched with it. A block in which every live thread waits and none can go on (a
+// __syncthreads some threads never reach) aborts with a message instead of hanging.
+struct EmuCopy { unsigned dst; const void* src; bool valid; };
+struct EmuWarp;
+struct EmuFiber {
+    void* sp = nullptr;                      // the saved stack pointer while switched out
+    unsigned char* stack = nullptr;          // kStack bytes, with a guard page below
+    emu_dim3 tid;
+    int lane = 0;
+    EmuWarp* warp = nullptr;
+    bool done = false;
+    std::vector<EmuCopy> open_group;         // cp.async copies issued since the last commit
+    std::deque<std::vector<EmuCopy>> groups; // committed, not yet retired
+};
+inline EmuFiber* emu_cur = nullptr;          // the running thread's fiber
+inline uint64_t emu_progress = 0;            // barrier arrivals and thread exits: a scheduler round without any is a deadlock
+inline emu_dim3 threadIdx, blockIdx;         // the running thread's, set at every switch
+inline EmuWarp* emu_warp = nullptr;
+inline int emu_lane = 0;
+
+#if defined(__SANITIZE_ADDRESS__)
+extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, size_t* size_old);
+extern "C" void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
+
+#if defined(__x86_64__)
+// emu_ctx_switch(save, to): pushes the callee-saved registers and the x87/SSE control words, stores the stack pointer
+// in *save, loads `to` and pops the same from there (System V x86-64). Weak, so each translation unit may carry it.
+extern "C" __attribute__((visibility("hidden"))) void emu_ctx_switch(void** save, void* to);
+asm(R"(
+    .text
+    .weak emu_ctx_switch
+    .hidden emu_ctx_switch
+    .type emu_ctx_switch, @function
+emu_ctx_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $16, %rsp
+    stmxcsr 8(%rsp)
+    fnstcw (%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    fldcw (%rsp)
+    ldmxcsr 8(%rsp)
+    addq $16, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_ctx_switch, .-emu_ctx_switch
+)");
+#else
+#error "emu.h: the fiber switch is written for x86-64"
+#endif
+
+struct EmuSched {
+    static constexpr size_t kStack = 256 << 10, kGuard = 4096;
+    std::vector<std::unique_ptr<EmuFiber>> fibers;   // kept between launches, with their stacks
+    void* main_sp = nullptr;
+    const void* main_bottom = nullptr;               // the scheduler's own stack, for AddressSanitizer
+    size_t main_size = 0;
+    const std::function<void()>* kernel = nullptr;
+    EmuSched() = default;
+    EmuSched(const EmuSched&) = delete;
+    void reserve(unsigned n) {
+        while (fibers.size() < n) {
+            auto f = std::make_unique<EmuFiber>();
+            void* m = mmap(nullptr, kStack + kGuard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (m == MAP_FAILED) emu_fatal("cannot map a %zu-byte fiber stack", kStack + kGuard);
+            mprotect(m, kGuard, PROT_NONE);   // a thread that overflows its stack faults here
+            f->stack = (unsigned char*)m + kGuard;
+            fibers.push_back(std::move(f));
+        }
+    }
+};
+inline EmuSched& emu_sched() { static EmuSched* s = new EmuSched; return *s; }   // never freed: stacks are reused
+
+inline void emu_enter(EmuFiber* f) {   // from the scheduler into thread f, until it yields or ends
+    emu_cur = f; threadIdx = f->tid; emu_lane = f->lane; emu_warp = f->warp;
+    auto& s = emu_sched();
+#if EMU_ASAN
+    void* fake = nullptr;
+    __sanitizer_start_switch_fiber(&fake, f->stack, EmuSched::kStack);
+    emu_ctx_switch(&s.main_sp, f->sp);
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+    emu_ctx_switch(&s.main_sp, f->sp);
+#endif
+    emu_cur = nullptr;
+}
+inline void emu_yield() {   // from the running thread back to the scheduler
+    auto& s = emu_sched();
+    EmuFiber* f = emu_cur;
+#if EMU_ASAN
+    void* fake = nullptr;
+    __sanitizer_start_switch_fiber(f->done ? nullptr : &fake, s.main_bottom, s.main_size);
+    emu_ctx_switch(&f->sp, s.main_sp);
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+    emu_ctx_switch(&f->sp, s.main_sp);
+#endif
+    emu_cur = f; threadIdx = f->tid; emu_lane = f->lane; emu_warp = f->warp;
+}
+inline void emu_block_thread_exit();
+[[noreturn]] inline void emu_fiber_main() {   // where a fresh fiber starts: run the kernel once, then end
+#if EMU_ASAN
+    auto& s = emu_sched();
+    __sanitizer_finish_switch_fiber(nullptr, &s.main_bottom, &s.main_size);
+#endif
+    (*emu_sched().kernel)();
+    emu_block_thread_exit();
+    emu_cur->done = true;
+    emu_progress++;
+    emu_yield();
+    std::abort();   // an ended fiber is never resumed
+}
+// a fresh start for f: its stack holds what emu_ctx_switch pops, with emu_fiber_main as the return address
+inline void emu_fiber_reset(EmuFiber* f) {
+#if EMU_ASAN
+    __asan_unpoison_memory_region(f->stack, EmuSched::kStack);
+#endif
+    uint64_t* top = (uint64_t*)(f->stack + EmuSched::kStack);   // 16-byte aligned
+    uint64_t* sp = top - 10;
+    unsigned mxcsr; uint16_t fpucw;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr)); asm volatile("fnstcw %0" : "=m"(fpucw));
+    sp[0] = fpucw; sp[1] = mxcsr;
+    for (int r = 2; r < 8; r++) sp[r] = 0;                    // r15 r14 r13 r12 rbx rbp
+    sp[8] = (uint64_t)(uintptr_t)&emu_fiber_main;             // popped by ret
+    sp[9] = 0;                                                 // where a return address would be: rsp ≡ 8 (mod 16) at entry
+    f->sp = sp;
+    f->done = false;
+    f->open_group.clear(); f->groups.clear();
+}
+
+// a barrier for fibers: the last of `expected` arrivals opens it; the others yield until it has opened
+struct EmuBarrier {
+    explicit EmuBarrier(unsigned n = 0) : expected(n) {}
+    unsigned expected, arrived = 0;
+    uint64_t phase = 0;
+    void arrive_and_wait() {
+        emu_progress++;
+        uint64_t p = phase;
+        if (++arrived == expected) { arrived = 0; phase++; return; }
+        while (phase == p) emu_yield();
+    }
+    void arrive_and_drop() {   // a thread that has returned no longer counts
+        expected--;
+        if (arrived > 0 && arrived == expected) { arrived = 0; phase++; }
+    }
+};
 struct EmuWarp {
-    explicit EmuWarp(unsigned lanes = 32) : bar((std::ptrdiff_t)lanes) {}
-    std::barrier<> bar;
+    explicit EmuWarp(unsigned lanes = 32) : bar(lanes) {}
+    EmuBarrier bar;
     uint64_t buf[32][8];
 };
-inline std::barrier<>* emu_block_bar = nullptr;
-inline thread_local EmuWarp* emu_warp = nullptr;
-inline thread_local int emu_lane = 0;
+inline EmuBarrier* emu_block_bar = nullptr;
+inline void emu_block_thread_exit() { emu_block_bar->arrive_and_drop(); }
 
 inline void __syncthreads() { emu_block_bar->arrive_and_wait(); }
 
@@ -105,17 +278,15 @@ inline uint16_t emu_f32_to_f16(float f) {
 }
 
 // ---- cp.async: deferred until wait_group retires the group -------------------------------------------
-struct EmuCopy { unsigned dst; const void* src; bool valid; };
-inline thread_local std::vector<EmuCopy> emu_open_group;
-inline thread_local std::deque<std::vector<EmuCopy>> emu_groups;
-inline void emu_cp_async16(unsigned dst, const void* src, bool valid) { emu_open_group.push_back({dst, src, valid}); }
-inline void emu_cp_async_commit() { emu_groups.push_back(std::move(emu_open_group)); emu_open_group.clear(); }
+inline void emu_cp_async16(unsigned dst, const void* src, bool valid) { emu_cur->open_group.push_back({dst, src, valid}); }
+inline void emu_cp_async_commit() { emu_cur->groups.push_back(std::move(emu_cur->open_group)); emu_cur->open_group.clear(); }
 inline void emu_cp_async_wait(int n) {
-    while ((int)emu_groups.size() > n) {
-        for (auto& c : emu_groups.front()) {
+    auto& groups = emu_cur->groups;
+    while ((int)groups.size() > n) {
+        for (auto& c : groups.front()) {
             if (c.valid) std::memcpy(emu_smem_ptr(c.dst), c.src, 16); else std::memset(emu_smem_ptr(c.dst), 0, 16);
         }
-        emu_groups.pop_front();
+        groups.pop_front();
     }
 }
 
@@ -167,71 +338,55 @@ inline void emu_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) 
     for (int e = 0; e < 4; e++) c[e] += out[e];
 }
 
-// ---- a pool of host threads, kept between launches (starting hundreds of threads per launch cost more system time
-// than the kernels' work); run(n, f) calls f(0) .. f(n-1) on n of them and returns when all have finished
-struct EmuPool {
-    std::mutex m;
-    std::condition_variable done;
-    std::vector<std::unique_ptr<std::binary_semaphore>> go;   // one per thread: only the n a launch needs wake up
-    unsigned remaining = 0;
-    std::function<void(unsigned)> job;
-    void run(unsigned n, std::function<void(unsigned)> f) {
-        while (go.size() < n) {
-            go.push_back(std::make_unique<std::binary_semaphore>(0));
-            std::thread([this, id = (unsigned)go.size() - 1, s = go.back().get()] { loop(id, s); }).detach();
-        }
-        job = std::move(f);
-        { std::lock_guard<std::mutex> l(m); remaining = n; }
-        for (unsigned i = 0; i < n; i++) go[i]->release();
-        std::unique_lock<std::mutex> l(m);
-        done.wait(l, [&] { return remaining == 0; });
-        job = nullptr;
-    }
-    void loop(unsigned id, std::binary_semaphore* s) {
-        for (;;) {
-            s->acquire();
-            job(id);
-            std::lock_guard<std::mutex> l(m);
-            if (--remaining == 0) done.notify_all();
-        }
-    }
-};
-inline EmuPool& emu_pool() { static EmuPool* p = new EmuPool; return *p; }   // never destroyed: its threads are detached
-
 // ---- launching: one block at a time, blockDim.x·y·z threads ----------------------------------------------
-// The launch starts one OS thread per block thread, and they walk the grid's blocks together: each block gets a fresh
-// block barrier and fresh warps (a thread that returns early drops out of its block's barrier, as an exited thread no
-// longer counts on a GPU), and no thread starts block b+1 until all have finished block b (the __shared__ statics are
-// shared). Warps are threads 32w..32w+31 in x-fastest order; a partial last warp has fewer lanes.
+// Each block gets fresh fibers, a fresh block barrier and fresh warps (a thread that returns early drops out of its
+// block's barrier, as an exited thread no longer counts on a GPU); blocks run one after another, so the __shared__
+// statics are the block's. Warps are threads 32w..32w+31 in x-fastest order; a partial last warp has fewer lanes.
 inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()>& kernel) {
     gridDim = grid; blockDim = block;
     unsigned threads = block.x * block.y * block.z;
-    if (threads == 0 || threads > 1024) { std::fprintf(stderr, "emu_launch: %u threads per block\n", threads); std::abort(); }
+    if (threads == 0 || threads > 1024) emu_fatal("%s: %u threads per block", emu_kernel_name, threads);
     unsigned nwarps = (threads + 31) / 32;
     size_t nblocks = (size_t)grid.x * grid.y * grid.z;
-    std::barrier<> between((std::ptrdiff_t)threads);
-    std::unique_ptr<std::barrier<>> blockbar;
-    std::vector<std::unique_ptr<EmuWarp>> warps(nwarps);
-    auto fresh = [&] {
-        blockbar = std::make_unique<std::barrier<>>((std::ptrdiff_t)threads);
-        for (unsigned w = 0; w < nwarps; w++) warps[w] = std::make_unique<EmuWarp>(std::min(32u, threads - 32 * w));
-    };
-    fresh();
-    emu_pool().run(threads, [&](unsigned i) {
-            threadIdx = { i % block.x, i / block.x % block.y, i / (block.x * block.y) };
-            emu_lane = (int)(i % 32);
-            for (size_t b = 0; b < nblocks; b++) {
-                blockIdx = { (unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((size_t)grid.x * grid.y)) };
-                emu_block_bar = blockbar.get();
-                emu_warp = warps[i / 32].get();
-                kernel();
-                if (!emu_open_group.empty() || !emu_groups.empty()) { std::fprintf(stderr, "cp.async left in flight at exit\n"); std::abort(); }
-                emu_block_bar->arrive_and_drop();
-                between.arrive_and_wait();   // every thread is done with block b
-                if (i == 0) fresh();
-                between.arrive_and_wait();   // block b+1's barriers are ready
+    auto& s = emu_sched();
+    if (emu_cur) emu_fatal("%s: launched from inside a kernel", emu_kernel_name);
+    s.reserve(threads);
+    s.kernel = &kernel;
+    std::vector<EmuWarp> warps;
+    warps.reserve(nwarps);
+    for (size_t b = 0; b < nblocks; b++) {
+        blockIdx = { (unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((size_t)grid.x * grid.y)) };
+        EmuBarrier blockbar(threads);
+        emu_block_bar = &blockbar;
+        warps.clear();
+        for (unsigned w = 0; w < nwarps; w++) warps.emplace_back(std::min(32u, threads - 32 * w));
+        for (unsigned i = 0; i < threads; i++) {
+            EmuFiber* f = s.fibers[i].get();
+            emu_fiber_reset(f);
+            f->tid = { i % block.x, i / block.x % block.y, i / (block.x * block.y) };
+            f->lane = (int)(i % 32);
+            f->warp = &warps[i / 32];
+        }
+        for (unsigned live = threads; live > 0;) {
+            uint64_t before = emu_progress;
+            for (unsigned i = 0; i < threads; i++) {
+                EmuFiber* f = s.fibers[i].get();
+                if (f->done) continue;
+                emu_enter(f);
+                if (f->done) {
+                    live--;
+                    if (!f->open_group.empty() || !f->groups.empty()) emu_fatal("%s: a thread exited with cp.async copies in flight", emu_kernel_name);
+                }
             }
-        });
+            if (live > 0 && emu_progress == before) {
+                emu_fatal("%s: block (%u,%u,%u): %u threads wait at a barrier that can never open (a __syncthreads or "
+                          "warp-wide instruction that not every thread of the block or warp reaches)",
+                          emu_kernel_name, blockIdx.x, blockIdx.y, blockIdx.z, live);
+            }
+        }
+        emu_block_bar = nullptr;
+    }
+    s.kernel = nullptr;
 }
 inline void emu_launch(emu_dim3 grid, unsigned threads, const std::function<void()>& kernel) {
     emu_launch(grid, emu_dim3{ threads, 1, 1 }, kernel);

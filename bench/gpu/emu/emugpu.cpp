@@ -340,8 +340,9 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
     if ((int)smem > fn->max_dyn_smem) return fail(INVALID_VALUE, fn->name.c_str(), "more dynamic shared memory than the function allows");
     auto call = fn->bind(params);   // the arguments are copied now, as the driver does
     emu_dim3 grid{ gx, gy, gz }, block{ bx, by, bz };
-    enqueue(s, [grid, block, smem, call] {
+    enqueue(s, [grid, block, smem, call, name = fn->name] {
         std::memset(emu_dyn_smem, 0xff, smem);
+        emu_kernel_name = name.c_str();
         emu_launch(grid, block, call);
     });
     return OK;

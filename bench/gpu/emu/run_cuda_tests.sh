@@ -33,6 +33,10 @@ if [ "${ELDR_EMU_ASAN:-}" = 1 ]; then
   # .NET handles SIGSEGV itself (null references), and its runtime is not instrumented
   export ASAN_OPTIONS=detect_leaks=0:handle_segv=0:allow_user_segv_handler=1:detect_odr_violation=0:use_sigaltstack=0:log_path=$asan_log
 fi
+# the emulator's own aborts (a barrier that can never open, a bad launch) are also written here: a crashed test
+# host's stderr is not always shown
+export ELDR_EMU_LOG=${TMPDIR:-/tmp}/eldr-emu-abort.log
+rm -f "$ELDR_EMU_LOG"
 set +e
 dotnet test tests/ElderCuda.Tests -c Release "${build[@]}" --filter "$filter"
 rc=$?
@@ -41,5 +45,8 @@ if [ "${ELDR_EMU_ASAN:-}" = 1 ] && compgen -G "$asan_log.*" >/dev/null; then
   echo "AddressSanitizer: a kernel or the emulated driver touched memory outside its allocations:"
   head -40 "$asan_log".*
   rc=1
+fi
+if [ -s "$ELDR_EMU_LOG" ]; then
+  echo "the emulated GPU stopped the run:"; cat "$ELDR_EMU_LOG"; rc=1
 fi
 exit $rc
