@@ -60,7 +60,8 @@ public static partial class Cli
     internal static IBackend OpenBackend(ParseResult pr)
     {
         var be = BackendFactory.Create(pr.GetValue(DeviceOption)!, pr.GetValue(Fp32Option));
-        Console.Error.WriteLine($"backend: {be.Name} ({be.ComputeType})");
+        // the CUDA backend's name carries its compute type already ("cuda:NVIDIA H100 (BF16)")
+        Console.Error.WriteLine(be.Name.EndsWith($"({be.ComputeType})") ? $"backend: {be.Name}" : $"backend: {be.Name} ({be.ComputeType})");
         return be;
     }
 

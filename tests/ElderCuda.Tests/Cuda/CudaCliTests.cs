@@ -1,0 +1,108 @@
+using System.Globalization;
+using System.Text.Json;
+using ElderCuda.Backends.Cuda;
+using ElderCuda.IO.Safetensors;
+using ElderCuda.Tests.Cli;
+
+namespace ElderCuda.Tests.Cuda;
+
+/// <summary>
+/// The `eldr` commands on the GPU (issue 3, item 6), run as a user runs them: a separate process, the device chosen by
+/// the command line. Expected numbers are transformers' (golden files, reference.json), or, for perplexity, the CPU
+/// backend's, which is the reference engine.
+/// </summary>
+[Collection("cuda")]
+public class CudaCliTests
+{
+    static void RequireGpu()
+    {
+        if (!CudaBackend.IsAvailable(out var why)) Assert.Skip("no CUDA device: " + why);
+    }
+
+    /// <summary>DESIGN.md §7: `eldr trace` in fp32 mode matches the golden files under 1e-4, every tensor.</summary>
+    [Theory]
+    [InlineData("llama-gqa")]
+    [InlineData("llama3-tied")]
+    [InlineData("qwen2")]
+    [InlineData("opt")]
+    [InlineData("phi")]
+    public void TraceInFp32MatchesTransformers(string family)
+    {
+        RequireGpu();
+        var dir = TestPaths.HfTiny(family);
+        var tmp = Directory.CreateTempSubdirectory($"eldr-cuda-trace-{family}-").FullName;
+        try
+        {
+            var gold = Path.Combine(dir, "golden.safetensors");
+            var outFile = Path.Combine(tmp, "trace.safetensors");
+            var r = EldrProcess.Run("trace", dir, "--tokens", gold, "--out", outFile, "--device", "cuda", "--fp32");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            Assert.Contains("backend: cuda:", r.Stderr);
+            using var g = SafetensorsFile.Open(gold);
+            using var o = SafetensorsFile.Open(outFile);
+            int compared = 0;
+            foreach (var t in g.Tensors)
+            {
+                Assert.True(o.Contains(t.Name), $"trace lacks {t.Name}");
+                Assert.Equal(t.Shape, o.Info(t.Name).Shape);
+                if (t.Name == "input_ids") { Assert.Equal(g.ReadInt64(t.Name), o.ReadInt64(t.Name)); continue; }
+                var reference = g.ReadFloat32(t.Name);
+                if (reference.All(v => Math.Abs(v) < 1e-6f)) continue; // analytically-zero gradients (see GoldenParityTests)
+                double e = Rel.Error(o.ReadFloat32(t.Name), reference);
+                Assert.True(e < 1e-4, $"{family} {t.Name}: rel err {e:E2}");
+                compared++;
+            }
+            Assert.True(compared > 10, $"only {compared} tensors compared");
+        }
+        finally { Directory.Delete(tmp, true); }
+    }
+
+    /// <summary>
+    /// Greedy decoding on the GPU in fp32 gives reference.json's ids (transformers, fp32 math on the bf16 weights), with
+    /// the KV cache and without it.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GenerateInFp32ReproducesTransformersGreedyIds(bool noKvCache)
+    {
+        RequireGpu();
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPaths.BundledModel, "reference.json")));
+        var prompt = doc.RootElement.GetProperty("greedy_prompt").GetString()!;
+        var expected = doc.RootElement.GetProperty("greedy_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        string[] args = ["generate", TestPaths.BundledModel, "--prompt", prompt, "--ids", "--device", "cuda", "--fp32", "--max-new-tokens", "40"];
+        var r = EldrProcess.Run(noKvCache ? [.. args, "--no-kv-cache"] : args);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("backend: cuda:", r.Stderr);
+        var line = r.Stdout.Split('\n').Single(l => l.StartsWith("ids: "));
+        var got = line[6..line.IndexOf(']')].Split(", ").Select(int.Parse).ToArray();
+        Assert.Equal(expected, got[..expected.Length]);
+    }
+
+    /// <summary>
+    /// With a GPU present, `eldr ppl` runs on it without being asked (bf16, the GPU default), and its perplexity is the
+    /// CPU engine's within DESIGN.md's 0.5%.
+    /// </summary>
+    [Fact]
+    public void PerplexityUsesTheGpuByDefaultAndMatchesTheCpu()
+    {
+        RequireGpu();
+        var data = Path.Combine(TestPaths.RepoRoot, "data", "corpus-heldout.txt");
+        string[] common = ["ppl", TestPaths.BundledModel, "--data", data, "--seqlen", "256", "--max-windows", "2", "--json"];
+        var gpu = EldrProcess.Run(common);
+        Assert.True(gpu.ExitCode == 0, gpu.Stderr);
+        Assert.Contains("backend: cuda:", gpu.Stderr);
+        Assert.Contains("(BF16)", gpu.Stderr);
+        var cpu = EldrProcess.Run([.. common, "--device", "cpu"]);
+        Assert.True(cpu.ExitCode == 0, cpu.Stderr);
+        double Ppl(string stdout)
+        {
+            using var j = JsonDocument.Parse(stdout.Split('\n').Single(l => l.StartsWith('{')));
+            Assert.Equal(2, j.RootElement.GetProperty("windows").GetInt32());
+            return j.RootElement.GetProperty("ppl").GetDouble();
+        }
+        double pg = Ppl(gpu.Stdout), pc = Ppl(cpu.Stdout);
+        Assert.True(Math.Abs(pg / pc - 1) < 0.005,
+            string.Create(CultureInfo.InvariantCulture, $"ppl on the GPU {pg:F4}, on the CPU {pc:F4}"));
+    }
+}
