@@ -154,6 +154,6 @@ public interface IBackend : IDisposable
 /// <summary>Switches shared by the backends.</summary>
 public static class BackendOptions
 {
-    /// <summary>Test switch: <see cref="IBackend.AllocUninitialized"/> fills float tensors with NaN instead of leaving them as they come.</summary>
+    /// <summary>Test switch: <see cref="IBackend.AllocUninitialized"/> fills tensors with a poison value (NaN; int.MinValue for integer dtypes) instead of leaving them as they come.</summary>
     public static bool PoisonUninitialized { get; set; }
 }

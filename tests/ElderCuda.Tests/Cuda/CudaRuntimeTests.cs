@@ -51,6 +51,36 @@ public class CudaRuntimeTests
         }
     }
 
+    /// <summary>
+    /// With poisoning on (as in every test run, TestSetup), an uninitialised tensor of any dtype reads back as the
+    /// poison value: NaN for F32, BF16 and F16, int.MinValue for I32. Each comes from a reused allocator block that
+    /// held zeros, so a dtype left unpoisoned would read back as 0.
+    /// </summary>
+    [Fact]
+    public void UninitialisedTensorsOfEveryDtypeArePoisoned()
+    {
+        Assert.True(ElderCuda.Backends.BackendOptions.PoisonUninitialized, "the test assembly runs with poisoning on (TestSetup)");
+        var be = CudaFixture.Get(DType.F32);
+        const int n = 1000;   // 2000 and 4000 bytes: buckets of 2048 and 4096
+        foreach (var d in new[] { DType.F32, DType.BF16, DType.F16, DType.I32 })
+        {
+            be.Alloc(d, n).Dispose();   // a zeroed block of this size, back in the allocator's cache
+            using var t = be.AllocUninitialized(d, n);
+            if (d == DType.I32)
+            {
+                var back = new int[n];
+                be.ToHostInt(t, back);
+                Assert.All(back, v => Assert.Equal(int.MinValue, v));
+            }
+            else
+            {
+                var back = new float[n];
+                be.ToHost(t, back);
+                Assert.True(back.All(float.IsNaN), $"{d}: {back.Count(v => !float.IsNaN(v))} of {n} elements are not NaN");
+            }
+        }
+    }
+
     [Fact]
     public void AllocatorReusesBlocksAndTracksPeak()
     {

@@ -50,6 +50,8 @@ public class CpuArrayPoolTests
         Assert.All(t.Span[..21].ToArray(), v => Assert.True(float.IsNaN(v)));
         using var z = (CpuTensor)be.Alloc(DType.F32, 3, 7);
         Assert.All(z.Span[..21].ToArray(), v => Assert.Equal(0f, v));
+        using var ids = (CpuTensor)be.AllocUninitialized(DType.I32, 5);   // integer tensors: int.MinValue
+        Assert.All(ids.Ints[..5].ToArray(), v => Assert.Equal(int.MinValue, v));
     }
 
     [Fact]

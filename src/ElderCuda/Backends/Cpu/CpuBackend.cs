@@ -22,11 +22,18 @@ public sealed partial class CpuBackend : IBackend
 
     public Tensor Alloc(DType dtype, params int[] shape) => new CpuTensor(Storage(dtype), shape);
 
-    /// <summary>Pooled arrays come zeroed anyway; poisoned with NaN under <see cref="BackendOptions.PoisonUninitialized"/>.</summary>
+    /// <summary>
+    /// Pooled arrays come zeroed anyway; under <see cref="BackendOptions.PoisonUninitialized"/> float tensors are NaN and
+    /// integer ones int.MinValue.
+    /// </summary>
     public Tensor AllocUninitialized(DType dtype, params int[] shape)
     {
         var t = new CpuTensor(Storage(dtype), shape);
-        if (BackendOptions.PoisonUninitialized && t.F is { } f) Array.Fill(f, float.NaN);
+        if (BackendOptions.PoisonUninitialized)
+        {
+            if (t.F is { } f) Array.Fill(f, float.NaN);
+            else if (t.I is { } i) Array.Fill(i, int.MinValue);
+        }
         return t;
     }
 

@@ -228,14 +228,29 @@ public sealed unsafe partial class CudaBackend : IBackend
         return t;
     }
 
-    /// <summary>No zero fill (one driver call fewer); NaN-filled under <see cref="BackendOptions.PoisonUninitialized"/>.</summary>
+    /// <summary>
+    /// No zero fill (one driver call fewer). Under <see cref="BackendOptions.PoisonUninitialized"/> every dtype is filled
+    /// with a value no kernel writes by accident: NaN for the float types, int.MinValue for I32 (token ids, argmax
+    /// indices), 0x8000000080000000 for I64.
+    /// </summary>
     public Tensor AllocUninitialized(DType dtype, params int[] shape)
     {
         Enter();
         var t = new CudaTensor(Allocator, dtype, shape);
-        if (BackendOptions.PoisonUninitialized && dtype is DType.F32 or DType.BF16) FillBits(t, dtype == DType.F32 ? 0x7FC00000u : 0x7FC0u);
+        if (BackendOptions.PoisonUninitialized && t.Bytes > 0)
+        {
+            if (dtype == DType.I64) Driver.MemsetD32Async(t.Ptr, 0x80000000u, (ulong)t.Count * 2, _stream);
+            else FillBits(t, PoisonBits(dtype));
+        }
         return t;
     }
+
+    /// <summary>The poison pattern of <see cref="AllocUninitialized"/> for a 2- or 4-byte dtype.</summary>
+    public static uint PoisonBits(DType dtype) => dtype switch
+    {
+        DType.F32 => 0x7FC00000u, DType.BF16 => 0x7FC0u, DType.F16 => 0x7E00u, DType.I32 => 0x80000000u,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "no 2- or 4-byte poison pattern"),
+    };
 
     public Tensor FromHost(ReadOnlySpan<float> data, DType dtype, params int[] shape)
     {
