@@ -74,6 +74,8 @@ struct EmuFiber {
     int lane = 0;
     EmuWarp* warp = nullptr;
     bool done = false;
+    const struct EmuBarrier* waiting_on = nullptr;   // the barrier it waits at (the scheduler skips it until it opens)
+    uint64_t waiting_phase = 0;
     std::vector<EmuCopy> open_group;         // cp.async copies issued since the last commit
     std::deque<std::vector<EmuCopy>> groups; // committed, not yet retired
 };
@@ -93,8 +95,9 @@ extern "C" void __asan_unpoison_memory_region(void const volatile* addr, size_t 
 #endif
 
 #if defined(__x86_64__)
-// emu_ctx_switch(save, to): pushes the callee-saved registers and the x87/SSE control words, stores the stack pointer
-// in *save, loads `to` and pops the same from there (System V x86-64). Weak, so each translation unit may carry it.
+// emu_ctx_switch(save, to): pushes the callee-saved registers, stores the stack pointer in *save, loads `to` and pops
+// the same from there (System V x86-64). The x87 and SSE control words are not switched: no kernel changes rounding
+// or exception modes, and reloading them made up much of a switch's cost. Weak, so each translation unit may carry it.
 extern "C" __attribute__((visibility("hidden"))) void emu_ctx_switch(void** save, void* to);
 asm(R"(
     .text
@@ -108,14 +111,8 @@ emu_ctx_switch:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $16, %rsp
-    stmxcsr 8(%rsp)
-    fnstcw (%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    fldcw (%rsp)
-    ldmxcsr 8(%rsp)
-    addq $16, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -196,15 +193,13 @@ inline void emu_fiber_reset(EmuFiber* f) {
     __asan_unpoison_memory_region(f->stack, EmuSched::kStack);
 #endif
     uint64_t* top = (uint64_t*)(f->stack + EmuSched::kStack);   // 16-byte aligned
-    uint64_t* sp = top - 10;
-    unsigned mxcsr; uint16_t fpucw;
-    asm volatile("stmxcsr %0" : "=m"(mxcsr)); asm volatile("fnstcw %0" : "=m"(fpucw));
-    sp[0] = fpucw; sp[1] = mxcsr;
-    for (int r = 2; r < 8; r++) sp[r] = 0;                    // r15 r14 r13 r12 rbx rbp
-    sp[8] = (uint64_t)(uintptr_t)&emu_fiber_main;             // popped by ret
-    sp[9] = 0;                                                 // where a return address would be: rsp ≡ 8 (mod 16) at entry
+    uint64_t* sp = top - 8;
+    for (int r = 0; r < 6; r++) sp[r] = 0;                    // r15 r14 r13 r12 rbx rbp
+    sp[6] = (uint64_t)(uintptr_t)&emu_fiber_main;             // popped by ret
+    sp[7] = 0;                                                 // where a return address would be: rsp ≡ 8 (mod 16) at entry
     f->sp = sp;
     f->done = false;
+    f->waiting_on = nullptr;
     f->open_group.clear(); f->groups.clear();
 }
 
@@ -213,21 +208,28 @@ struct EmuBarrier {
     explicit EmuBarrier(unsigned n = 0) : expected(n) {}
     unsigned expected, arrived = 0;
     uint64_t phase = 0;
-    void arrive_and_wait() {
+    // true for the thread whose arrival opened it: that thread runs on before any other waiter resumes
+    bool arrive_and_wait() {
         emu_progress++;
         uint64_t p = phase;
-        if (++arrived == expected) { arrived = 0; phase++; return; }
+        if (++arrived == expected) { arrived = 0; phase++; return true; }
+        emu_cur->waiting_on = this; emu_cur->waiting_phase = p;
         while (phase == p) emu_yield();
+        emu_cur->waiting_on = nullptr;
+        return false;
     }
     void arrive_and_drop() {   // a thread that has returned no longer counts
         expected--;
         if (arrived > 0 && arrived == expected) { arrived = 0; phase++; }
     }
 };
+inline uint64_t emu_phase(const EmuBarrier* b) { return b->phase; }
+
 struct EmuWarp {
     explicit EmuWarp(unsigned lanes = 32) : bar(lanes) {}
     EmuBarrier bar;
     uint64_t buf[32][8];
+    float out[32][4];   // mma.sync: each lane's four results, computed once for the warp
 };
 inline EmuBarrier* emu_block_bar = nullptr;
 inline void emu_block_thread_exit() { emu_block_bar->arrive_and_drop(); }
@@ -311,15 +313,18 @@ inline void emu_ldsm(unsigned* r, unsigned addr, int count, bool trans) {
 }
 
 // ---- mma.sync.m16n8k16.row.col f32.bf16.bf16.f32 -----------------------------------------------------
+// Lanes publish their fragments; the lane whose arrival completes the warp (it runs on before any other lane resumes)
+// multiplies the 16×16 by 16×8 tile once and leaves each lane's four results in the warp buffer.
 inline void emu_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    EmuWarp* w = emu_warp;
     uint64_t mine[6] = { a[0], a[1], a[2], a[3], b0, b1 };
-    float out[4];
-    emu_warp_exchange(mine, 6, [&] {
+    for (int i = 0; i < 6; i++) w->buf[emu_lane][i] = mine[i];
+    if (w->bar.arrive_and_wait()) {
         float A[16][16], B[16][8];
         for (int l = 0; l < 32; l++) {
             int g = l / 4, t = l % 4;
-            auto lo = [&](int i) { return emu_bf16((uint16_t)(emu_warp->buf[l][i] & 0xffff)); };
-            auto hi = [&](int i) { return emu_bf16((uint16_t)(emu_warp->buf[l][i] >> 16)); };
+            auto lo = [&](int i) { return emu_bf16((uint16_t)(w->buf[l][i] & 0xffff)); };
+            auto hi = [&](int i) { return emu_bf16((uint16_t)(w->buf[l][i] >> 16)); };
             A[g][2 * t] = lo(0); A[g][2 * t + 1] = hi(0);
             A[g + 8][2 * t] = lo(1); A[g + 8][2 * t + 1] = hi(1);
             A[g][2 * t + 8] = lo(2); A[g][2 * t + 9] = hi(2);
@@ -327,15 +332,18 @@ inline void emu_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) 
             B[2 * t][g] = lo(4); B[2 * t + 1][g] = hi(4);
             B[2 * t + 8][g] = lo(5); B[2 * t + 9][g] = hi(5);
         }
-        int g = emu_lane / 4, t = emu_lane % 4;
-        int rows[4] = { g, g, g + 8, g + 8 }, cols[4] = { 2 * t, 2 * t + 1, 2 * t, 2 * t + 1 };
-        for (int e = 0; e < 4; e++) {
-            float s = 0.f;
-            for (int k = 0; k < 16; k++) s += A[rows[e]][k] * B[k][cols[e]];
-            out[e] = s;
+        for (int l = 0; l < 32; l++) {
+            int g = l / 4, t = l % 4;
+            int rows[4] = { g, g, g + 8, g + 8 }, cols[4] = { 2 * t, 2 * t + 1, 2 * t, 2 * t + 1 };
+            for (int e = 0; e < 4; e++) {
+                float s = 0.f;
+                for (int k = 0; k < 16; k++) s += A[rows[e]][k] * B[k][cols[e]];
+                w->out[l][e] = s;
+            }
         }
-    });
-    for (int e = 0; e < 4; e++) c[e] += out[e];
+    }
+    for (int e = 0; e < 4; e++) c[e] += w->out[emu_lane][e];
+    w->bar.arrive_and_wait();   // every lane has its results before the buffer is reused
 }
 
 // ---- launching: one block at a time, blockDim.x·y·z threads ----------------------------------------------
@@ -371,7 +379,7 @@ inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()
             uint64_t before = emu_progress;
             for (unsigned i = 0; i < threads; i++) {
                 EmuFiber* f = s.fibers[i].get();
-                if (f->done) continue;
+                if (f->done || (f->waiting_on && emu_phase(f->waiting_on) == f->waiting_phase)) continue;
                 emu_enter(f);
                 if (f->done) {
                     live--;
