@@ -89,6 +89,7 @@ inline int emu_lane = 0;
 extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
 extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, size_t* size_old);
 extern "C" void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
+extern "C" void __asan_poison_memory_region(void const volatile* addr, size_t size);
 #define EMU_ASAN 1
 #else
 #define EMU_ASAN 0
@@ -255,7 +256,11 @@ inline T __shfl_xor_sync(unsigned, T v, int o) {
 }
 
 // ---- shared memory addresses: 32-bit offsets from an anchor in .bss (every __shared__ static lives there too)
-alignas(16) inline unsigned char emu_dyn_smem[256 << 10];
+// Dynamic shared memory starts 256 bytes into the arena: under AddressSanitizer the emulated driver poisons those
+// bytes and everything past the launch's dynamic size, so a kernel that indexes outside its shared memory is reported.
+constexpr size_t emu_dyn_smem_max = 256 << 10;
+alignas(256) inline unsigned char emu_smem_arena[256 + emu_dyn_smem_max];
+inline unsigned char* const emu_dyn_smem = emu_smem_arena + 256;
 inline unsigned emu_smem_u32(const void* p) { return (unsigned)(int32_t)((intptr_t)p - (intptr_t)emu_dyn_smem); }
 inline unsigned char* emu_smem_ptr(unsigned a) { return emu_dyn_smem + (int32_t)a; }
 

@@ -343,7 +343,14 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
     enqueue(s, [grid, block, smem, call, name = fn->name] {
         std::memset(emu_dyn_smem, 0xff, smem);
         emu_kernel_name = name.c_str();
+#if EMU_ASAN
+        __asan_poison_memory_region(emu_smem_arena, emu_dyn_smem - emu_smem_arena);
+        __asan_poison_memory_region(emu_dyn_smem + smem, emu_dyn_smem_max - smem);
+#endif
         emu_launch(grid, block, call);
+#if EMU_ASAN
+        __asan_unpoison_memory_region(emu_smem_arena, sizeof emu_smem_arena);
+#endif
     });
     return OK;
 }
