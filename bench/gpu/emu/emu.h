@@ -17,6 +17,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <random>
 #include <mutex>
 #include <vector>
 #include <sys/mman.h>
@@ -65,7 +66,7 @@ inline const char* emu_kernel_name = "kernel";   // the launch's kernel, for mes
 // switches per thread instead of a futex wake-up, and the state a CUDA thread owns (threadIdx, its lane, its warp,
 // its cp.async groups) is switched with it. A block in which every live thread waits and none can go on (a
 // __syncthreads some threads never reach) aborts with a message instead of hanging.
-struct EmuCopy { unsigned dst; const void* src; bool valid; };
+struct EmuCopy { unsigned dst; const void* src; bool valid; bool landed = false; };
 struct EmuWarp;
 struct EmuFiber {
     void* sp = nullptr;                      // the saved stack pointer while switched out
@@ -81,6 +82,7 @@ struct EmuFiber {
 };
 inline EmuFiber* emu_cur = nullptr;          // the running thread's fiber
 inline uint64_t emu_progress = 0;            // barrier arrivals and thread exits: a scheduler round without any is a deadlock
+inline uint64_t emu_opened = 0;              // barrier phases completed
 inline emu_dim3 threadIdx, blockIdx;         // the running thread's, set at every switch
 inline EmuWarp* emu_warp = nullptr;
 inline int emu_lane = 0;
@@ -213,7 +215,7 @@ struct EmuBarrier {
     bool arrive_and_wait() {
         emu_progress++;
         uint64_t p = phase;
-        if (++arrived == expected) { arrived = 0; phase++; return true; }
+        if (++arrived == expected) { arrived = 0; phase++; emu_opened++; return true; }
         emu_cur->waiting_on = this; emu_cur->waiting_phase = p;
         while (phase == p) emu_yield();
         emu_cur->waiting_on = nullptr;
@@ -221,7 +223,7 @@ struct EmuBarrier {
     }
     void arrive_and_drop() {   // a thread that has returned no longer counts
         expected--;
-        if (arrived > 0 && arrived == expected) { arrived = 0; phase++; }
+        if (arrived > 0 && arrived == expected) { arrived = 0; phase++; emu_opened++; }
     }
 };
 inline uint64_t emu_phase(const EmuBarrier* b) { return b->phase; }
@@ -284,15 +286,32 @@ inline uint16_t emu_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
-// ---- cp.async: deferred until wait_group retires the group -------------------------------------------
-inline void emu_cp_async16(unsigned dst, const void* src, bool valid) { emu_cur->open_group.push_back({dst, src, valid}); }
+// ---- cp.async: deferred until wait_group retires the group, or (ELDR_EMU_CPASYNC=eager) landed at once ---------
+// On a GPU the copy lands at some moment between the instruction and the wait_group that retires it. Deferred (the
+// default) is the latest moment: a read of the tile before its wait sees stale data. Eager is the earliest: a copy
+// issued before every warp is done reading the buffer it overwrites shows, with a priority order (ELDR_EMU_ORDER).
+inline bool emu_cp_async_eager() {
+    static const bool eager = [] {
+        const char* e = std::getenv("ELDR_EMU_CPASYNC");
+        if (!e || !*e || !std::strcmp(e, "deferred")) return false;
+        if (!std::strcmp(e, "eager")) return true;
+        emu_fatal("ELDR_EMU_CPASYNC=%s: expected deferred or eager", e);
+    }();
+    return eager;
+}
+inline void emu_cp_async_land(const EmuCopy& c) {
+    if (c.valid) std::memcpy(emu_smem_ptr(c.dst), c.src, 16); else std::memset(emu_smem_ptr(c.dst), 0, 16);
+}
+inline void emu_cp_async16(unsigned dst, const void* src, bool valid) {
+    EmuCopy c{ dst, src, valid };
+    if (emu_cp_async_eager()) { emu_cp_async_land(c); c.landed = true; }
+    emu_cur->open_group.push_back(c);   // kept either way: a thread must still wait for its groups before it exits
+}
 inline void emu_cp_async_commit() { emu_cur->groups.push_back(std::move(emu_cur->open_group)); emu_cur->open_group.clear(); }
 inline void emu_cp_async_wait(int n) {
     auto& groups = emu_cur->groups;
     while ((int)groups.size() > n) {
-        for (auto& c : groups.front()) {
-            if (c.valid) std::memcpy(emu_smem_ptr(c.dst), c.src, 16); else std::memset(emu_smem_ptr(c.dst), 0, 16);
-        }
+        for (auto& c : groups.front()) if (!c.landed) emu_cp_async_land(c);
         groups.pop_front();
     }
 }
@@ -351,6 +370,25 @@ inline void emu_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) 
     w->bar.arrive_and_wait();   // every lane has its results before the buffer is reused
 }
 
+// ---- the order in which a block's threads take turns -----------------------------------------------------
+// By default ("forward") threads take turns in index order, each running until it waits or ends, so every warp keeps
+// in step with the others: a kernel that reads shared memory another thread wrote, or overwrites what another still
+// has to read, without a __syncthreads between may still work. ELDR_EMU_ORDER=reverse and =shuffle give each thread
+// a priority instead (highest index first; a seeded random order per block, so runs repeat), and the first thread in
+// that order that can go on always goes next: the threads in front run as far ahead as the barriers allow and the
+// others lag, so a missing barrier shows as a read of the NaN poison, of stale data, or of data overwritten too soon.
+enum class EmuOrder { forward, reverse, shuffle };
+inline EmuOrder emu_order() {
+    static const EmuOrder o = [] {
+        const char* e = std::getenv("ELDR_EMU_ORDER");
+        if (!e || !*e || !std::strcmp(e, "forward")) return EmuOrder::forward;
+        if (!std::strcmp(e, "reverse")) return EmuOrder::reverse;
+        if (!std::strcmp(e, "shuffle")) return EmuOrder::shuffle;
+        emu_fatal("ELDR_EMU_ORDER=%s: expected forward, reverse or shuffle", e);
+    }();
+    return o;
+}
+
 // ---- launching: one block at a time, blockDim.x·y·z threads ----------------------------------------------
 // Each block gets fresh fibers, a fresh block barrier and fresh warps (a thread that returns early drops out of its
 // block's barrier, as an exited thread no longer counts on a GPU); blocks run one after another, so the __shared__
@@ -367,6 +405,9 @@ inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()
     s.kernel = &kernel;
     std::vector<EmuWarp> warps;
     warps.reserve(nwarps);
+    EmuOrder mode = emu_order();
+    std::vector<unsigned> order(threads);
+    static std::minstd_rand rng(12345);   // ELDR_EMU_ORDER=shuffle: the same sequence of orders in every run
     for (size_t b = 0; b < nblocks; b++) {
         blockIdx = { (unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((size_t)grid.x * grid.y)) };
         EmuBarrier blockbar(threads);
@@ -380,21 +421,45 @@ inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()
             f->lane = (int)(i % 32);
             f->warp = &warps[i / 32];
         }
-        for (unsigned live = threads; live > 0;) {
-            uint64_t before = emu_progress;
-            for (unsigned i = 0; i < threads; i++) {
-                EmuFiber* f = s.fibers[i].get();
-                if (f->done || (f->waiting_on && emu_phase(f->waiting_on) == f->waiting_phase)) continue;
-                emu_enter(f);
-                if (f->done) {
-                    live--;
-                    if (!f->open_group.empty() || !f->groups.empty()) emu_fatal("%s: a thread exited with cp.async copies in flight", emu_kernel_name);
+        auto blocked = [](const EmuFiber* f) { return f->done || (f->waiting_on && emu_phase(f->waiting_on) == f->waiting_phase); };
+        auto ended = [&](EmuFiber* f, unsigned& live) {
+            if (!f->done) return;
+            live--;
+            if (!f->open_group.empty() || !f->groups.empty()) emu_fatal("%s: a thread exited with cp.async copies in flight", emu_kernel_name);
+        };
+        auto deadlock = [&](unsigned live) {
+            emu_fatal("%s: block (%u,%u,%u): %u threads wait at a barrier that can never open (a __syncthreads or "
+                      "warp-wide instruction that not every thread of the block or warp reaches)",
+                      emu_kernel_name, blockIdx.x, blockIdx.y, blockIdx.z, live);
+        };
+        if (mode == EmuOrder::forward) {
+            // turns in thread order, each thread once per round until it waits or ends
+            for (unsigned live = threads; live > 0;) {
+                uint64_t before = emu_progress;
+                for (unsigned i = 0; i < threads; i++) {
+                    EmuFiber* f = s.fibers[i].get();
+                    if (blocked(f)) continue;
+                    emu_enter(f);
+                    ended(f, live);
                 }
+                if (live > 0 && emu_progress == before) deadlock(live);
             }
-            if (live > 0 && emu_progress == before) {
-                emu_fatal("%s: block (%u,%u,%u): %u threads wait at a barrier that can never open (a __syncthreads or "
-                          "warp-wide instruction that not every thread of the block or warp reaches)",
-                          emu_kernel_name, blockIdx.x, blockIdx.y, blockIdx.z, live);
+        } else {
+            // by priority: the first thread in `order` that can go on always goes next, so the threads at the front run
+            // as far ahead as the barriers let them and the ones at the back lag behind
+            for (unsigned i = 0; i < threads; i++) order[i] = mode == EmuOrder::reverse ? threads - 1 - i : i;
+            if (mode == EmuOrder::shuffle) std::shuffle(order.begin(), order.end(), rng);
+            // a thread yields only when it waits or ends, so until some barrier opens, the threads before the one that
+            // just ran are still blocked: the search starts over only then
+            unsigned k = 0;
+            for (unsigned live = threads; live > 0;) {
+                while (k < threads && blocked(s.fibers[order[k]].get())) k++;
+                if (k == threads) deadlock(live);
+                EmuFiber* next = s.fibers[order[k]].get();
+                uint64_t opened = emu_opened;
+                emu_enter(next);
+                ended(next, live);
+                if (emu_opened != opened) k = 0;
             }
         }
         emu_block_bar = nullptr;

@@ -9,7 +9,12 @@
 #   ELDR_EMU_SKIP_KNOWN=1 ...                            # leave out the two bf16 whole-model cases known to fail
 #                                                        # DESIGN.md §7's per-tensor bound (OPT, Phi; issue 3)
 #   ELDR_EMU_ASAN=1 ...                                  # AddressSanitizer: a kernel's access outside its device
-#                                                        # allocations aborts the run; the report goes to /tmp/eldr-asan.*
+#                                                        # allocations or its dynamic shared memory aborts the run;
+#                                                        # the report goes to /tmp/eldr-asan.*
+#   ELDR_EMU_ORDER=shuffle|reverse ...                   # threads by priority instead of in turn: some run ahead, so
+#                                                        # a missing __syncthreads shows (emu.h)
+#   ELDR_EMU_CPASYNC=eager ...                           # cp.async lands when issued, not at its wait: with a
+#                                                        # priority order, a tile overwritten too soon shows
 #
 # What it cannot show: speed and concurrency between streams.
 set -euo pipefail
