@@ -26,11 +26,22 @@ namespace {
 
 enum : int {
     OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, NOT_INITIALIZED = 3, INVALID_IMAGE = 200, INVALID_HANDLE = 400,
-    NOT_FOUND = 500, LAUNCH_OUT_OF_RESOURCES = 701, INVALID_DEVICE = 101,
+    NOT_FOUND = 500, LAUNCH_OUT_OF_RESOURCES = 701, INVALID_DEVICE = 101, ILLEGAL_ADDRESS = 700,
 };
+constexpr int CUBLAS_EXECUTION_FAILED = 13;
 
 std::recursive_mutex mu;
-#define LOCK std::lock_guard<std::recursive_mutex> lock_(mu)
+#define LOCK std::lock_guard<std::recursive_mutex> lock_(mu); if (sticky) return sticky_status(__func__)
+
+// ELDR_EMUGPU_FAULT=NAME: a launch of a kernel whose name contains NAME faults as a kernel with a bad address does on
+// a GPU. The launch call itself succeeds; when the stream gets to it the kernel does not run, nothing queued after it
+// runs, and the context keeps CUDA_ERROR_ILLEGAL_ADDRESS: every later driver call returns it (cuBLAS calls return
+// CUBLAS_STATUS_EXECUTION_FAILED) until the primary context's last reference is released. For testing how the
+// backend and the CLI report a kernel fault.
+int sticky = 0;
+int sticky_status(const char* fn) { return std::strncmp(fn, "cublas", 6) == 0 ? CUBLAS_EXECUTION_FAILED : sticky; }
+const char* fault_kernel = std::getenv("ELDR_EMUGPU_FAULT");
+int ctx_refs = 0;
 
 bool initialized = false;
 
@@ -62,14 +73,14 @@ Stream legacy;   // stream 0: what a blocking call waits for
 
 Stream* stream_of(void* s) { return s ? (Stream*)s : &legacy; }
 void drain(Stream* s) {
-    while (!s->work.empty()) { auto f = std::move(s->work.front()); s->work.pop_front(); f(); }
+    while (!s->work.empty()) { auto f = std::move(s->work.front()); s->work.pop_front(); if (!sticky) f(); }
 }
 void drain_all() { drain(&legacy); for (auto* s : streams) drain(s); }
 // a blocking call (the legacy stream) waits for every blocking stream (flags 0), as CUDA's legacy default stream does
 void drain_blocking() { drain(&legacy); for (auto* s : streams) if (s->flags == 0) drain(s); }
 void enqueue(void* s, std::function<void()> f) {
     Stream* st = stream_of(s);
-    if (st == &legacy) { drain_blocking(); f(); } else st->work.push_back(std::move(f));
+    if (st == &legacy) { drain_blocking(); if (!sticky) f(); } else st->work.push_back(std::move(f));
 }
 
 struct Module { std::vector<unsigned char> image; };
@@ -94,6 +105,7 @@ const char* error_name(int e) {
     case NOT_FOUND: return "CUDA_ERROR_NOT_FOUND";
     case LAUNCH_OUT_OF_RESOURCES: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
     case INVALID_DEVICE: return "CUDA_ERROR_INVALID_DEVICE";
+    case ILLEGAL_ADDRESS: return "CUDA_ERROR_ILLEGAL_ADDRESS";
     default: return nullptr;
     }
 }
@@ -178,10 +190,11 @@ int cuDeviceGetAttribute(int* v, int attr, int) {
     return OK;
 }
 int cuDeviceTotalMem_v2(size_t* bytes, int) { *bytes = total_mem; return OK; }
-int cuDevicePrimaryCtxRetain(void** ctx, int) { static int c; *ctx = &c; return OK; }
-int cuDevicePrimaryCtxRelease_v2(int) { return OK; }
+int cuDevicePrimaryCtxRetain(void** ctx, int) { std::lock_guard<std::recursive_mutex> l(mu); static int c; *ctx = &c; ctx_refs++; return OK; }
+// the last release destroys the primary context, and with it a sticky error (the next retain gets a fresh one)
+int cuDevicePrimaryCtxRelease_v2(int) { std::lock_guard<std::recursive_mutex> l(mu); if (ctx_refs > 0 && --ctx_refs == 0) sticky = OK; return OK; }
 int cuCtxSetCurrent(void*) { return OK; }
-int cuCtxSynchronize() { LOCK; drain_all(); return OK; }
+int cuCtxSynchronize() { LOCK; drain_all(); return sticky; }
 
 // ---- streams and events --------------------------------------------------------------------------------------
 int cuStreamCreate(void** s, unsigned flags) { LOCK; auto* st = new Stream; st->flags = flags; streams.push_back(st); *s = st; return OK; }
@@ -192,7 +205,7 @@ int cuStreamDestroy_v2(void* s) {
     drain(*it); delete *it; streams.erase(it);
     return OK;
 }
-int cuStreamSynchronize(void* s) { LOCK; drain(stream_of(s)); return OK; }
+int cuStreamSynchronize(void* s) { LOCK; drain(stream_of(s)); return sticky; }
 int cuEventCreate(void** e, unsigned) { *e = new Event; return OK; }
 int cuEventDestroy_v2(void* e) { LOCK; delete (Event*)e; return OK; }
 int cuEventRecord(void* e, void* s) {
@@ -200,7 +213,7 @@ int cuEventRecord(void* e, void* s) {
     enqueue(s, [ev] { ev->t = std::chrono::steady_clock::now(); ev->done = true; });
     return OK;
 }
-int cuEventSynchronize(void* e) { LOCK; drain_all(); return ((Event*)e)->done ? OK : fail(INVALID_HANDLE, "cuEventSynchronize", "event never recorded"); }
+int cuEventSynchronize(void* e) { LOCK; drain_all(); if (sticky) return sticky; return ((Event*)e)->done ? OK : fail(INVALID_HANDLE, "cuEventSynchronize", "event never recorded"); }
 int cuEventElapsedTime(float* ms, void* a, void* b) {
     LOCK; auto *ea = (Event*)a, *eb = (Event*)b;
     if (!ea->done || !eb->done) return fail(INVALID_HANDLE, "cuEventElapsedTime", "an event has not completed");
@@ -245,7 +258,7 @@ int cuMemGetInfo_v2(size_t* free_, size_t* total) { LOCK; *free_ = total_mem - a
 #define NEED_DEVICE(fn, p, n) if (!on_device(p, n)) return fail(INVALID_VALUE, fn, "range outside any device allocation")
 
 int cuMemsetD8_v2(uint64_t d, unsigned char v, size_t n) {
-    LOCK; NEED_DEVICE("cuMemsetD8", d, n); drain_blocking(); std::memset((void*)d, v, n); return OK;
+    LOCK; NEED_DEVICE("cuMemsetD8", d, n); drain_blocking(); if (sticky) return sticky; std::memset((void*)d, v, n); return OK;
 }
 int cuMemsetD8Async(uint64_t d, unsigned char v, size_t n, void* s) {
     LOCK; NEED_DEVICE("cuMemsetD8Async", d, n); enqueue(s, [=] { std::memset((void*)d, v, n); }); return OK;
@@ -259,10 +272,10 @@ int cuMemsetD32Async(uint64_t d, unsigned v, size_t n, void* s) {
     enqueue(s, [=] { for (size_t i = 0; i < n; i++) ((uint32_t*)d)[i] = v; }); return OK;
 }
 int cuMemcpyHtoD_v2(uint64_t d, const void* h, size_t n) {
-    LOCK; NEED_DEVICE("cuMemcpyHtoD", d, n); drain_blocking(); std::memcpy((void*)d, h, n); return OK;
+    LOCK; NEED_DEVICE("cuMemcpyHtoD", d, n); drain_blocking(); if (sticky) return sticky; std::memcpy((void*)d, h, n); return OK;
 }
 int cuMemcpyDtoH_v2(void* h, uint64_t d, size_t n) {
-    LOCK; NEED_DEVICE("cuMemcpyDtoH", d, n); drain_blocking(); std::memcpy(h, (const void*)d, n); return OK;
+    LOCK; NEED_DEVICE("cuMemcpyDtoH", d, n); drain_blocking(); if (sticky) return sticky; std::memcpy(h, (const void*)d, n); return OK;
 }
 int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t n) {
     LOCK; NEED_DEVICE("cuMemcpyDtoD", dst, n); NEED_DEVICE("cuMemcpyDtoD", src, n);
@@ -343,6 +356,7 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
     enqueue(s, [grid, block, smem, call, name = fn->name] {
         std::memset(emu_dyn_smem, 0xff, smem);
         emu_kernel_name = name.c_str();
+        if (fault_kernel && *fault_kernel && name.find(fault_kernel) != std::string::npos) { sticky = ILLEGAL_ADDRESS; return; }
 #if EMU_ASAN
         __asan_poison_memory_region(emu_smem_arena, emu_dyn_smem - emu_smem_arena);
         __asan_poison_memory_region(emu_dyn_smem + smem, emu_dyn_smem_max - smem);
@@ -352,6 +366,8 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
         __asan_unpoison_memory_region(emu_smem_arena, sizeof emu_smem_arena);
 #endif
     });
+    // CUDA_LAUNCH_BLOCKING=1: as with the real driver, the launch returns when the kernel has run, with its error
+    if (const char* b = std::getenv("CUDA_LAUNCH_BLOCKING"); b && !std::strcmp(b, "1")) { drain(stream_of(s)); return sticky; }
     return OK;
 }
 

@@ -80,6 +80,31 @@ public class CudaCliTests
     }
 
     /// <summary>
+    /// A kernel that faults (the emulated GPU's ELDR_EMUGPU_FAULT: CUDA_ERROR_ILLEGAL_ADDRESS, sticky, as a bad address
+    /// gives on a GPU) ends the command with one error line that names the CUDA error. With CUDA_LAUNCH_BLOCKING=1 it
+    /// names the kernel: the backend's Dispose, which runs as that exception unwinds, must not replace it with its own
+    /// failing cuStreamSynchronize (it did).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AKernelFaultEndsTheCommandWithOneErrorThatNamesIt(bool launchBlocking)
+    {
+        RequireGpu();
+        if (!CudaFixture.Get(ElderCuda.Tensors.DType.F32).DeviceName.StartsWith("emulated GPU"))
+            Assert.Skip("needs the emulated GPU's fault injection (ELDR_EMUGPU_FAULT); a real kernel fault would need a broken kernel");
+        var env = new Dictionary<string, string> { ["ELDR_EMUGPU_FAULT"] = "rmsnorm_fwd", ["CUDA_LAUNCH_BLOCKING"] = launchBlocking ? "1" : "0" };
+        var r = EldrProcess.RunWithEnvironment(env, "generate", TestPaths.BundledModel, "--prompt", "Hello", "--max-new-tokens", "3", "--device", "cuda");
+        Assert.Equal(70, r.ExitCode);   // an internal error: not bad input
+        var errors = r.Stderr.Split('\n').Where(l => l.StartsWith("eldr:")).ToArray();
+        Assert.True(errors.Length == 1, r.Stderr);
+        Assert.Contains("CUDA_ERROR_ILLEGAL_ADDRESS", errors[0]);
+        if (launchBlocking) Assert.Contains("cuLaunchKernel(rmsnorm_fwd_bf16) failed", errors[0]);
+        else Assert.Contains("A GPU kernel failed", errors[0]);
+        Assert.DoesNotContain("Unhandled exception", r.Stderr);
+    }
+
+    /// <summary>
     /// With a GPU present, `eldr ppl` runs on it without being asked (bf16, the GPU default), and its perplexity is the
     /// CPU engine's within DESIGN.md's 0.5%.
     /// </summary>

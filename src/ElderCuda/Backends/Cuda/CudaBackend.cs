@@ -449,25 +449,30 @@ public sealed unsafe partial class CudaBackend : IBackend
         finally { Driver.EventDestroy(a); Driver.EventDestroy(b); }
     }
 
+    /// <summary>
+    /// Frees what the backend owns and releases the primary context. Every step is tried even when one fails. After a
+    /// kernel fault that has already been thrown to a caller, the context fails every call; those failures are not
+    /// thrown again (Dispose runs as that exception unwinds a <c>using</c>, and would replace its message, which names
+    /// the kernel under CUDA_LAUNCH_BLOCKING=1, with its own). Otherwise the first failure is thrown: a fault first
+    /// seen here means the last results cannot be trusted.
+    /// </summary>
     public void Dispose()
     {
         if (_disposed) return;
-        try
-        {
-            Enter();
-            Driver.StreamSynchronize(_stream);
-            Allocator.Dispose();
-            FreeStaging();
-            foreach (var m in _modules.Values) Driver.ModuleUnload(m);
-            _modules.Clear(); _functions.Clear();
-            Cublas.Destroy(_cublas);
-            Driver.StreamDestroy(_stream);
-        }
-        finally
-        {
-            _disposed = true;
-            Driver.PrimaryCtxRelease(_device);
-            t_currentCtx = IntPtr.Zero;
-        }
+        bool alreadyReported = Driver.KernelFaultReported;
+        Exception? first = null;
+        void Step(Action a) { try { a(); } catch (CudaException e) { first ??= e; } }
+        Step(Enter);
+        Step(() => Driver.StreamSynchronize(_stream));
+        Step(Allocator.Dispose);
+        Step(FreeStaging);
+        Step(() => { foreach (var m in _modules.Values) Driver.ModuleUnload(m); });
+        _modules.Clear(); _functions.Clear();
+        Step(() => Cublas.Destroy(_cublas));
+        Step(() => Driver.StreamDestroy(_stream));
+        _disposed = true;
+        Step(() => Driver.PrimaryCtxRelease(_device));
+        t_currentCtx = IntPtr.Zero;
+        if (first is not null && !alreadyReported) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
     }
 }

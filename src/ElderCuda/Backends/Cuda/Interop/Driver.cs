@@ -94,8 +94,29 @@ public static unsafe class Driver
         if (result == 0) return;
         var name = ErrorName(result);
         var text = ErrorString(result);
-        throw new CudaException($"{function} failed: {name} ({result}){(text.Length > 0 ? ": " + text : "")}", function, result, name);
+        if (IsKernelFault(result)) KernelFaultReported = true;
+        var hint = !IsKernelFault(result) ? ""
+            : function.StartsWith("cuLaunchKernel(")
+                ? ". The kernel failed as it ran; the GPU cannot be used again in this process"
+                : ". A GPU kernel failed: CUDA reports that at the next call that waits for the GPU, so this is where it " +
+                  "was noticed, not where it happened (CUDA_LAUNCH_BLOCKING=1 stops at the failing kernel); the GPU " +
+                  "cannot be used again in this process";
+        throw new CudaException($"{function} failed: {name} ({result}){(text.Length > 0 && text != name ? ": " + text : "")}{hint}",
+            function, result, name);
     }
+
+    /// <summary>
+    /// A kernel fault has been thrown to a caller in this process (the primary context then fails every call until the
+    /// process ends; <see cref="CudaBackend.Dispose"/> does not throw it again).
+    /// </summary>
+    public static bool KernelFaultReported { get; private set; }
+
+    /// <summary>
+    /// Errors a faulting kernel leaves on the context (sticky: every later call returns them): illegal address (700),
+    /// launch timeout (702), device assert (710), hardware stack error (714), illegal instruction (715), misaligned
+    /// address (716), invalid address space (717), invalid PC (718), launch failed (719).
+    /// </summary>
+    public static bool IsKernelFault(int result) => result is 700 or 702 or 710 or (>= 714 and <= 719);
 
     /// <summary>cuInit(0), translating a missing libcuda into the "no CUDA driver" message.</summary>
     public static void Init()
