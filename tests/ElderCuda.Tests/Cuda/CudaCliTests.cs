@@ -41,6 +41,7 @@ public class CudaCliTests
             using var g = SafetensorsFile.Open(gold);
             using var o = SafetensorsFile.Open(outFile);
             int compared = 0;
+            double worstFwd = 0, worstGrad = 0;
             foreach (var t in g.Tensors)
             {
                 Assert.True(o.Contains(t.Name), $"trace lacks {t.Name}");
@@ -50,9 +51,12 @@ public class CudaCliTests
                 if (reference.All(v => Math.Abs(v) < 1e-6f)) continue; // analytically-zero gradients (see GoldenParityTests)
                 double e = Rel.Error(o.ReadFloat32(t.Name), reference);
                 Assert.True(e < 1e-4, $"{family} {t.Name}: rel err {e:E2}");
+                if (t.Name.StartsWith("grad.")) worstGrad = Math.Max(worstGrad, e); else worstFwd = Math.Max(worstFwd, e);
                 compared++;
             }
             Assert.True(compared > 10, $"only {compared} tensors compared");
+            CudaFixture.Record($"eldr trace --fp32 {family}, outputs", ElderCuda.Tensors.DType.F32, worstFwd);
+            CudaFixture.Record($"eldr trace --fp32 {family}, gradients", ElderCuda.Tensors.DType.F32, worstGrad);
         }
         finally { Directory.Delete(tmp, true); }
     }
