@@ -377,6 +377,7 @@ inline void emu_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) 
 // a priority instead (highest index first; a seeded random order per block, so runs repeat), and the first thread in
 // that order that can go on always goes next: the threads in front run as far ahead as the barriers allow and the
 // others lag, so a missing barrier shows as a read of the NaN poison, of stale data, or of data overwritten too soon.
+// The same modes run a launch's blocks last first, or in a random order.
 enum class EmuOrder { forward, reverse, shuffle };
 inline EmuOrder emu_order() {
     static const EmuOrder o = [] {
@@ -408,7 +409,16 @@ inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()
     EmuOrder mode = emu_order();
     std::vector<unsigned> order(threads);
     static std::minstd_rand rng(12345);   // ELDR_EMU_ORDER=shuffle: the same sequence of orders in every run
-    for (size_t b = 0; b < nblocks; b++) {
+    // blocks too run in index order by default, last first under `reverse`, in a random order under `shuffle` (a GPU
+    // promises no order between the blocks of a launch)
+    std::vector<size_t> blocks;
+    if (mode != EmuOrder::forward) {
+        blocks.resize(nblocks);
+        for (size_t b = 0; b < nblocks; b++) blocks[b] = mode == EmuOrder::reverse ? nblocks - 1 - b : b;
+        if (mode == EmuOrder::shuffle) std::shuffle(blocks.begin(), blocks.end(), rng);
+    }
+    for (size_t n = 0; n < nblocks; n++) {
+        size_t b = blocks.empty() ? n : blocks[n];
         blockIdx = { (unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((size_t)grid.x * grid.y)) };
         EmuBarrier blockbar(threads);
         emu_block_bar = &blockbar;
