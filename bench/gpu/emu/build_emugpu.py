@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from emu_source import here, root, common_source, family_source
 
 # ELDR_EMU_ASAN=1: built with AddressSanitizer, so a kernel that reads or writes outside its device allocations is
-# reported (run with LD_PRELOAD of libasan; run_cuda_tests.sh does that)
+# reported (run with LD_PRELOAD of libasan; run_cuda_tests.sh does that), and with UBSan's alignment check: a load or
+# store through a pointer not aligned for its type (a 4-byte bf16 pair, a float2) faults on a GPU, and aborts here
 ASAN = os.environ.get("ELDR_EMU_ASAN") == "1"
-CXX = ["g++", "-std=c++20", "-O2", "-pthread", "-w", "-fPIC"] + (["-fsanitize=address", "-fno-omit-frame-pointer", "-g"] if ASAN else [])
+CXX = ["g++", "-std=c++20", "-O2", "-pthread", "-w", "-fPIC"] + (["-fsanitize=address,alignment", "-fno-sanitize-recover=alignment", "-fno-omit-frame-pointer", "-g"] if ASAN else [])
 
 
 def split_params(text):

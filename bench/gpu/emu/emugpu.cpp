@@ -17,6 +17,8 @@
 #include "emu.h"
 #include "emugpu.h"
 #include <chrono>
+#include <fcntl.h>
+#include <unistd.h>
 #include <map>
 #include <mutex>
 #include <string>
@@ -29,6 +31,29 @@ enum : int {
     NOT_FOUND = 500, LAUNCH_OUT_OF_RESOURCES = 701, INVALID_DEVICE = 101, ILLEGAL_ADDRESS = 700,
 };
 constexpr int CUBLAS_EXECUTION_FAILED = 13;
+
+// ELDR_EMU_STDERR=FILE, ELDR_EMU_STDERR_EXCEPT=TEXT: in a process whose command line does not contain TEXT (the test
+// host, not eldr.dll), stderr is appended to FILE from the moment the library loads. dotnet test does not show a test host's stderr, and
+// what the emulator has to say goes there: its own aborts (emu_fatal) and UBSan's reports (which ignore log_path when
+// the library is dlopen'ed). Other processes (the eldr commands the CLI tests start) keep their stderr: those tests
+// read it.
+bool command_line_contains(const char* text) {
+    FILE* f = std::fopen("/proc/self/cmdline", "rb");
+    if (!f) return false;
+    std::string cmd;
+    for (int ch; (ch = std::fgetc(f)) != EOF;) cmd.push_back(ch ? (char)ch : ' ');
+    std::fclose(f);
+    return cmd.find(text) != std::string::npos;
+}
+const bool stderr_captured = [] {
+    const char* p = std::getenv("ELDR_EMU_STDERR");
+    const char* except = std::getenv("ELDR_EMU_STDERR_EXCEPT");
+    if (!p || !*p || (except && *except && command_line_contains(except))) return false;
+    int fd = open(p, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) return false;
+    dup2(fd, 2); close(fd);
+    return true;
+}();
 
 std::recursive_mutex mu;
 #define LOCK std::lock_guard<std::recursive_mutex> lock_(mu); if (sticky) return sticky_status(__func__)

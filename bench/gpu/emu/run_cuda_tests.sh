@@ -9,7 +9,8 @@
 #   ELDR_EMU_SKIP_KNOWN=1 ...                            # leave out the two bf16 whole-model cases known to fail
 #                                                        # DESIGN.md §7's per-tensor bound (OPT, Phi; issue 3)
 #   ELDR_EMU_ASAN=1 ...                                  # AddressSanitizer: a kernel's access outside its device
-#                                                        # allocations or its dynamic shared memory aborts the run;
+#                                                        # allocations or its dynamic shared memory, or through a
+#                                                        # misaligned pointer (UBSan), aborts the run;
 #                                                        # the report goes to /tmp/eldr-asan.*
 #   ELDR_EMU_ORDER=shuffle|reverse ...                   # threads by priority instead of in turn: some run ahead, so
 #                                                        # a missing __syncthreads shows (emu.h)
@@ -37,11 +38,12 @@ if [ "${ELDR_EMU_ASAN:-}" = 1 ]; then
   export LD_PRELOAD=$(g++ -print-file-name=libasan.so)
   # .NET handles SIGSEGV itself (null references), and its runtime is not instrumented
   export ASAN_OPTIONS=detect_leaks=0:handle_segv=0:allow_user_segv_handler=1:detect_odr_violation=0:use_sigaltstack=0:log_path=$asan_log
+  export UBSAN_OPTIONS=print_stacktrace=1   # the alignment check's report goes to the test host's stderr (above)
 fi
-# the emulator's own aborts (a barrier that can never open, a bad launch) are also written here: a crashed test
-# host's stderr is not always shown
-export ELDR_EMU_LOG=${TMPDIR:-/tmp}/eldr-emu-abort.log
-rm -f "$ELDR_EMU_LOG"
+# the test host's stderr, where the emulator reports its own aborts (a barrier that can never open, a bad launch) and
+# UBSan its misaligned accesses: dotnet test does not show it (the eldr processes the CLI tests start keep theirs)
+export ELDR_EMU_STDERR=${TMPDIR:-/tmp}/eldr-emu-stderr.log ELDR_EMU_STDERR_EXCEPT=eldr.dll
+rm -f "$ELDR_EMU_STDERR"
 set +e
 dotnet test tests/ElderCuda.Tests -c Release "${build[@]}" --filter "$filter"
 rc=$?
@@ -51,7 +53,7 @@ if [ "${ELDR_EMU_ASAN:-}" = 1 ] && compgen -G "$asan_log.*" >/dev/null; then
   head -40 "$asan_log".*
   rc=1
 fi
-if [ -s "$ELDR_EMU_LOG" ]; then
-  echo "the emulated GPU stopped the run:"; cat "$ELDR_EMU_LOG"; rc=1
+if grep -qE "^emu: |runtime error" "$ELDR_EMU_STDERR" 2>/dev/null; then
+  echo "the emulated GPU stopped the run:"; grep -E -A12 "^emu: |runtime error" "$ELDR_EMU_STDERR" | head -40; rc=1
 fi
 exit $rc
