@@ -18,7 +18,6 @@
 #include <functional>
 #include <memory>
 #include <random>
-#include <mutex>
 #include <vector>
 #include <sys/mman.h>
 
@@ -80,7 +79,6 @@ struct EmuFiber {
     std::deque<std::vector<EmuCopy>> groups; // committed, not yet retired
 };
 inline EmuFiber* emu_cur = nullptr;          // the running thread's fiber
-inline uint64_t emu_progress = 0;            // barrier arrivals and thread exits: a scheduler round without any is a deadlock
 inline uint64_t emu_opened = 0;              // barrier phases completed
 inline emu_dim3 threadIdx, blockIdx;         // the running thread's, set at every switch
 inline EmuWarp* emu_warp = nullptr;
@@ -185,7 +183,6 @@ inline void emu_block_thread_exit();
     (*emu_sched().kernel)();
     emu_block_thread_exit();
     emu_cur->done = true;
-    emu_progress++;
     emu_yield();
     std::abort();   // an ended fiber is never resumed
 }
@@ -212,7 +209,6 @@ struct EmuBarrier {
     uint64_t phase = 0;
     // true for the thread whose arrival opened it: that thread runs on before any other waiter resumes
     bool arrive_and_wait() {
-        emu_progress++;
         uint64_t p = phase;
         if (++arrived == expected) { arrived = 0; phase++; emu_opened++; return true; }
         emu_cur->waiting_on = this; emu_cur->waiting_phase = p;
@@ -225,8 +221,6 @@ struct EmuBarrier {
         if (arrived > 0 && arrived == expected) { arrived = 0; phase++; emu_opened++; }
     }
 };
-inline uint64_t emu_phase(const EmuBarrier* b) { return b->phase; }
-
 struct EmuWarp {
     explicit EmuWarp(unsigned lanes = 32) : bar(lanes) {}
     EmuBarrier bar;
@@ -430,7 +424,7 @@ inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()
             f->lane = (int)(i % 32);
             f->warp = &warps[i / 32];
         }
-        auto blocked = [](const EmuFiber* f) { return f->done || (f->waiting_on && emu_phase(f->waiting_on) == f->waiting_phase); };
+        auto blocked = [](const EmuFiber* f) { return f->done || (f->waiting_on && f->waiting_on->phase == f->waiting_phase); };
         auto ended = [&](EmuFiber* f, unsigned& live) {
             if (!f->done) return;
             live--;
@@ -442,16 +436,18 @@ inline void emu_launch(emu_dim3 grid, emu_dim3 block, const std::function<void()
                       emu_kernel_name, blockIdx.x, blockIdx.y, blockIdx.z, live);
         };
         if (mode == EmuOrder::forward) {
-            // turns in thread order, each thread once per round until it waits or ends
+            // turns in thread order, each thread once per round until it waits or ends; a thread that can go on always
+            // arrives somewhere or ends, so a round in which none could go on is a deadlock
             for (unsigned live = threads; live > 0;) {
-                uint64_t before = emu_progress;
+                bool ran = false;
                 for (unsigned i = 0; i < threads; i++) {
                     EmuFiber* f = s.fibers[i].get();
                     if (blocked(f)) continue;
                     emu_enter(f);
+                    ran = true;
                     ended(f, live);
                 }
-                if (live > 0 && emu_progress == before) deadlock(live);
+                if (live > 0 && !ran) deadlock(live);
             }
         } else {
             // by priority: the first thread in `order` that can go on always goes next, so the threads at the front run

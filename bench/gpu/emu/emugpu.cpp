@@ -392,7 +392,8 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
 #endif
     });
     // CUDA_LAUNCH_BLOCKING=1: as with the real driver, the launch returns when the kernel has run, with its error
-    if (const char* b = std::getenv("CUDA_LAUNCH_BLOCKING"); b && !std::strcmp(b, "1")) { drain(stream_of(s)); return sticky; }
+    static const bool blocking = [] { const char* b = std::getenv("CUDA_LAUNCH_BLOCKING"); return b && !std::strcmp(b, "1"); }();
+    if (blocking) { drain(stream_of(s)); return sticky; }
     return OK;
 }
 

@@ -246,7 +246,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     }
 
     /// <summary>The poison pattern of <see cref="AllocUninitialized"/> for a 2- or 4-byte dtype.</summary>
-    public static uint PoisonBits(DType dtype) => dtype switch
+    static uint PoisonBits(DType dtype) => dtype switch
     {
         DType.F32 => 0x7FC00000u, DType.BF16 => 0x7FC0u, DType.F16 => 0x7E00u, DType.I32 => 0x80000000u,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "no 2- or 4-byte poison pattern"),
