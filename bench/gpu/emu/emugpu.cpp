@@ -9,8 +9,10 @@
 //   read of a pinned buffer before the copy into it has been waited for sees the old contents;
 // - a pinned source of an async upload is read when the stream runs the copy, not when it is issued;
 // - new device memory and each launch's dynamic shared memory are filled with 0xff bytes (NaN in f32, bf16 and f16);
-// - copies, memsets and GEMM operands must lie inside one allocation; launches are checked against the block size,
-//   the dynamic shared memory allowed (48 KB unless cuFuncSetAttribute raised it), and the device's 227 KB.
+// - copies, memsets and GEMM operands must lie inside one allocation; launches are checked as a GPU checks them,
+//   with the kernel's registers, __launch_bounds__ and static shared memory read from the cubin: threads per block
+//   (1024, the launch bounds, and the 64K-register file), dynamic shared memory (48 KB less the static unless
+//   cuFuncSetAttribute raised it; static and dynamic within the device's 227 KB).
 // Work runs on the host thread that waits for it, one launch at a time. Not emulated: concurrency between streams and
 // timing (events report host time). Accesses outside a device allocation inside a kernel are caught only when the
 // library is built with AddressSanitizer (ELDR_EMU_ASAN=1; device allocations are exactly their size).
@@ -109,7 +111,18 @@ void enqueue(void* s, std::function<void()> f) {
 }
 
 struct Module { std::vector<unsigned char> image; };
-struct Function { std::string name; EmuBinder bind; int max_dyn_smem = default_smem; };
+// What a GPU's launch checks come from, read out of the cubin as the driver does. 0 registers: not known (a PTX image).
+struct Resources { int regs = 0; int max_threads = 1024; int static_smem = 0; };
+struct Function {
+    std::string name; EmuBinder bind; Resources res; int max_dyn_smem = default_smem;
+    // the threads per block this kernel can be launched with: its __launch_bounds__, and the 64K-register file as
+    // sm_80/sm_90 allocate it (per warp, in units of 256 registers)
+    int max_threads() const {
+        if (res.regs == 0) return res.max_threads;
+        int per_warp = (res.regs * 32 + 255) / 256 * 256;
+        return std::min(res.max_threads, 65536 / per_warp * 32);
+    }
+};
 std::unordered_map<std::string, EmuBinder>& registry() { static std::unordered_map<std::string, EmuBinder> r; return r; }
 std::map<std::pair<Module*, std::string>, Function*> functions;
 
@@ -163,6 +176,49 @@ bool image_declares(const std::vector<unsigned char>& img, const std::string& na
         ++it;
     }
     return false;
+}
+
+// A kernel's resources in a cubin (ELF64): registers from the EIATTR_REGCOUNT (0x2f) entry of `.nv.info` that names the
+// kernel's symbol; __launch_bounds__ from EIATTR_MAX_THREADS (0x05) in `.nv.info.<name>`; static shared memory is the
+// size of `.nv.shared.<name>`. Entries of .nv.info are a format byte, an attribute byte, then by format: 0x01 nothing,
+// 0x02 one byte, 0x03 two bytes, 0x04 a two-byte size and that many bytes.
+Resources cubin_resources(const std::vector<unsigned char>& img, const std::string& name) {
+    Resources r;
+    const unsigned char* p = img.data();
+    if (img.size() < 64 || std::memcmp(p, "\x7f" "ELF", 4) != 0 || p[4] != 2) return r;
+    auto u16 = [&](size_t o) { uint16_t v; std::memcpy(&v, p + o, 2); return v; };
+    auto u32 = [&](size_t o) { uint32_t v; std::memcpy(&v, p + o, 4); return v; };
+    auto u64 = [&](size_t o) { uint64_t v; std::memcpy(&v, p + o, 8); return v; };
+    uint64_t shoff = u64(0x28); uint16_t shentsize = u16(0x3a), shnum = u16(0x3c), shstrndx = u16(0x3e);
+    struct Sec { uint32_t name, type, link; uint64_t off, size; };
+    std::vector<Sec> secs;
+    for (int i = 0; i < shnum; i++) {
+        size_t h = shoff + (size_t)i * shentsize;
+        secs.push_back({ u32(h), u32(h + 4), u32(h + 0x28), u64(h + 0x18), u64(h + 0x20) });
+    }
+    auto str = [&](int tab, uint32_t o) { return std::string((const char*)p + secs[tab].off + o); };
+    long sym = -1;
+    for (auto& s : secs)
+        if (s.type == 2)   // SHT_SYMTAB: 24-byte entries
+            for (uint64_t i = 0; i < s.size / 24 && sym < 0; i++)
+                if (str(s.link, u32(s.off + i * 24)) == name) sym = (long)i;
+    auto entries = [&](const Sec& s, auto&& each) {
+        for (uint64_t o = s.off; o + 2 <= s.off + s.size;) {
+            int fmt = p[o], attr = p[o + 1]; o += 2;
+            if (fmt == 4) { int n = u16(o); o += 2; each(attr, o, n); o += n; }
+            else if (fmt == 3) o += 2; else if (fmt == 2) o += 1; else if (fmt != 1) break;
+        }
+    };
+    for (auto& s : secs) {
+        std::string n = str(shstrndx, s.name);
+        if (n == ".nv.info")
+            entries(s, [&](int attr, uint64_t o, int len) { if (attr == 0x2f && len == 8 && u32(o) == (uint32_t)sym) r.regs = (int)u32(o + 4); });
+        else if (n == ".nv.info." + name)
+            entries(s, [&](int attr, uint64_t o, int len) { if (attr == 0x05 && len == 12) r.max_threads = (int)(u32(o) * u32(o + 4) * u32(o + 8)); });
+        else if (n == ".nv.shared." + name)
+            r.static_smem = (int)s.size;
+    }
+    return r;
 }
 
 uint16_t to_bf16(float f) {
@@ -345,13 +401,16 @@ int cuModuleGetFunction(void** f, void* m, const char* name) {
     if (auto it = functions.find(key); it != functions.end()) { *f = it->second; return OK; }
     auto r = registry().find(name);
     if (r == registry().end() || !image_declares(mod->image, name)) return NOT_FOUND;
-    auto* fn = new Function{ name, r->second };
+    auto* fn = new Function{ name, r->second, cubin_resources(mod->image, name) };
+    // as on a GPU: without the attribute, static and dynamic shared memory together stay within 48 KB
+    fn->max_dyn_smem = std::max(0, default_smem - fn->res.static_smem);
     functions[key] = fn; *f = fn; return OK;
 }
 int cuFuncSetAttribute(void* f, int attr, int value) {
     LOCK;
     if (attr == 8) {   // max dynamic shared memory
-        if (value > max_smem_optin) return fail(INVALID_VALUE, "cuFuncSetAttribute", "more shared memory than the device has");
+        if (value < 0 || value + ((Function*)f)->res.static_smem > max_smem_optin)
+            return fail(INVALID_VALUE, "cuFuncSetAttribute", "more shared memory (dynamic and static) than the device has");
         ((Function*)f)->max_dyn_smem = value;
     }
     return OK;
@@ -359,8 +418,9 @@ int cuFuncSetAttribute(void* f, int attr, int value) {
 int cuFuncGetAttribute(int* v, int attr, void* f) {
     LOCK;
     switch (attr) {
-    case 0: *v = 1024; break;     // max threads per block
-    case 4: *v = 32; break;       // registers (not modelled)
+    case 0: *v = ((Function*)f)->max_threads(); break;   // max threads per block
+    case 1: *v = ((Function*)f)->res.static_smem; break; // static shared memory
+    case 4: *v = ((Function*)f)->res.regs; break;        // registers per thread (0: a PTX image, not known)
     case 8: *v = ((Function*)f)->max_dyn_smem; break;
     default: *v = 0;
     }
@@ -376,6 +436,10 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
         return fail(INVALID_VALUE, fn->name.c_str(), "bad grid or block dimensions");
     if ((size_t)bx * by * bz > 1024) return fail(INVALID_VALUE, fn->name.c_str(), "more than 1024 threads per block");
     if ((int)smem > fn->max_dyn_smem) return fail(INVALID_VALUE, fn->name.c_str(), "more dynamic shared memory than the function allows");
+    if ((size_t)bx * by * bz > (size_t)fn->res.max_threads)
+        return fail(LAUNCH_OUT_OF_RESOURCES, fn->name.c_str(), "more threads per block than its __launch_bounds__");
+    if ((size_t)bx * by * bz > (size_t)fn->max_threads())
+        return fail(LAUNCH_OUT_OF_RESOURCES, fn->name.c_str(), "more registers than a block may have (threads x registers per thread > 64K)");
     auto call = fn->bind(params);   // the arguments are copied now, as the driver does
     emu_dim3 grid{ gx, gy, gz }, block{ bx, by, bz };
     enqueue(s, [grid, block, smem, call, name = fn->name] {

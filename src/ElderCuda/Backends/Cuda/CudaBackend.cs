@@ -22,6 +22,14 @@ public sealed unsafe partial class CudaBackend : IBackend
     readonly Dictionary<string, IntPtr> _modules = new();
     readonly Dictionary<string, IntPtr> _functions = new();
     readonly Dictionary<IntPtr, int> _smemSet = new();
+    readonly Dictionary<IntPtr, int> _staticSmem = new();
+
+    int StaticSmem(IntPtr f)
+    {
+        if (!_staticSmem.TryGetValue(f, out var v))
+            _staticSmem[f] = v = Driver.FuncGetAttribute(f, Driver.FuncAttrSharedSizeBytes);
+        return v;
+    }
     readonly int _smCount;
     readonly int _maxSmemOptin;
     bool _disposed;
@@ -138,10 +146,12 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         Enter();
         var f = Function(family, name);
-        if (smem > 48 * 1024)
+        // A GPU allows 48 KB of shared memory, static and dynamic together, unless the function opts in to more
+        // (up to the device's limit, less its static shared memory).
+        if (smem > 0 && smem + StaticSmem(f) > 48 * 1024)
         {
-            if (smem > _maxSmemOptin)
-                throw new CudaException($"{name} needs {smem} bytes of shared memory; {DeviceName} allows {_maxSmemOptin}", "cuLaunchKernel", 0, "");
+            if (smem + StaticSmem(f) > _maxSmemOptin)
+                throw new CudaException($"{name} needs {smem} bytes of dynamic and {StaticSmem(f)} of static shared memory; {DeviceName} allows {_maxSmemOptin}", "cuLaunchKernel", 0, "");
             if (!_smemSet.TryGetValue(f, out var set) || set < smem)
             {
                 Driver.FuncSetAttribute(f, Driver.FuncAttrMaxDynamicSharedSizeBytes, (int)smem);

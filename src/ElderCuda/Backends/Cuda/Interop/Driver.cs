@@ -19,6 +19,7 @@ public static unsafe class Driver
     // CUfunction_attribute
     public const int FuncAttrMaxDynamicSharedSizeBytes = 8;
     public const int FuncAttrNumRegs = 4;
+    public const int FuncAttrSharedSizeBytes = 1;   // CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES: static shared memory
 
     internal static class Native
     {
