@@ -53,6 +53,6 @@ __device__ void argmax_fwd(int* out, const T* x, int V) {
 }
 
 #define ARGMAX(S, T) \
-extern "C" __global__ void argmax_fwd_##S(int* out, const T* x, int V) { argmax_fwd<T>(out, x, V); }
+extern "C" __global__ void __launch_bounds__(1024) argmax_fwd_##S(int* out, const T* x, int V) { argmax_fwd<T>(out, x, V); }
 ARGMAX(f32, float)
 ARGMAX(bf16, bf16)

@@ -36,7 +36,7 @@ __device__ void crossentropy_fwdbwd(float* losses, T* dLogits, const T* logits, 
 }
 
 #define CE(S, T) \
-extern "C" __global__ void crossentropy_fwdbwd_##S(float* losses, T* dLogits, const T* logits, const int* targets, int N, int V, float gradScale) \
+extern "C" __global__ void __launch_bounds__(512) crossentropy_fwdbwd_##S(float* losses, T* dLogits, const T* logits, const int* targets, int N, int V, float gradScale) \
 { crossentropy_fwdbwd<T>(losses, dLogits, logits, targets, N, V, gradScale); }
 CE(f32, float)
 CE(bf16, bf16)
@@ -92,7 +92,7 @@ __device__ void crossentropy_distill_fwdbwd(float* losses, T* dLogits, const T* 
 }
 
 #define CE_KD(S, T) \
-extern "C" __global__ void crossentropy_distill_fwdbwd_##S(float* losses, T* dLogits, const T* logits, const float* teacher, const int* targets, \
+extern "C" __global__ void __launch_bounds__(512) crossentropy_distill_fwdbwd_##S(float* losses, T* dLogits, const T* logits, const float* teacher, const int* targets, \
     int N, int V, float gradScale, float alpha, float temperature) \
 { crossentropy_distill_fwdbwd<T>(losses, dLogits, logits, teacher, targets, N, V, gradScale, alpha, temperature); }
 CE_KD(f32, float)

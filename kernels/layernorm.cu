@@ -50,9 +50,9 @@ __device__ void layernorm_bwd(T* dx, float* dw, float* db, const T* dOut, const 
 }
 
 #define LN(S, T) \
-extern "C" __global__ void layernorm_fwd_##S(T* out, float* mean, float* rstd, const T* x, const T* w, const T* b, int N, int C, float eps) \
+extern "C" __global__ void __launch_bounds__(1024) layernorm_fwd_##S(T* out, float* mean, float* rstd, const T* x, const T* w, const T* b, int N, int C, float eps) \
 { layernorm_fwd<T>(out, mean, rstd, x, w, b, N, C, eps); } \
-extern "C" __global__ void layernorm_bwd_##S(T* dx, float* dw, float* db, const T* dOut, const T* x, const T* w, const float* mean, const float* rstd, int N, int C) \
+extern "C" __global__ void __launch_bounds__(1024) layernorm_bwd_##S(T* dx, float* dw, float* db, const T* dOut, const T* x, const T* w, const float* mean, const float* rstd, int N, int C) \
 { layernorm_bwd<T>(dx, dw, db, dOut, x, w, mean, rstd, N, C); }
 LN(f32, float)
 LN(bf16, bf16)

@@ -44,9 +44,9 @@ __device__ void rmsnorm_bwd(T* dx, float* dw, const T* dOut, const T* x, const T
 }
 
 #define RMS(S, T) \
-extern "C" __global__ void rmsnorm_fwd_##S(T* out, float* rstd, const T* x, const T* w, int N, int C, float eps) \
+extern "C" __global__ void __launch_bounds__(1024) rmsnorm_fwd_##S(T* out, float* rstd, const T* x, const T* w, int N, int C, float eps) \
 { rmsnorm_fwd<T>(out, rstd, x, w, N, C, eps); } \
-extern "C" __global__ void rmsnorm_bwd_##S(T* dx, float* dw, const T* dOut, const T* x, const T* w, const float* rstd, int N, int C) \
+extern "C" __global__ void __launch_bounds__(1024) rmsnorm_bwd_##S(T* dx, float* dw, const T* dOut, const T* x, const T* w, const float* rstd, int N, int C) \
 { rmsnorm_bwd<T>(dx, dw, dOut, x, w, rstd, N, C); }
 RMS(f32, float)
 RMS(bf16, bf16)
