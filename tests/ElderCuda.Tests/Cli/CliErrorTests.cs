@@ -30,6 +30,22 @@ public class CliErrorTests
         AssertCleanFailure(r3, "model.safetensors");
     }
 
+    /// <summary>
+    /// An ELDR_NVRTC or ELDR_CUDA override that names a library which cannot be loaded is an error naming the variable
+    /// and the path, not a quiet fall-back to whatever other version the host has (or a "no driver found").
+    /// </summary>
+    [Fact]
+    public void AnOverrideLibraryThatCannotBeLoadedIsNamed()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), "eldr-no-such-dir", "libnvrtc.so.12");
+        var r = EldrProcess.RunWithEnvironment(new Dictionary<string, string> { ["ELDR_NVRTC"] = missing }, "kernels", "--family", "argmax");
+        AssertCleanFailure(r, $"ELDR_NVRTC={missing} cannot be loaded");
+        var cuda = Path.Combine(Path.GetTempPath(), "eldr-no-such-dir", "libcuda.so.1");
+        var r2 = EldrProcess.RunWithEnvironment(new Dictionary<string, string> { ["ELDR_CUDA"] = cuda },
+            "generate", TestPaths.BundledModel, "--prompt", "It is", "--max-new-tokens", "1", "--device", "cuda");
+        AssertCleanFailure(r2, $"ELDR_CUDA={cuda} cannot be loaded");
+    }
+
     [Fact]
     public void GarbageHeaderIsAClearError()
     {

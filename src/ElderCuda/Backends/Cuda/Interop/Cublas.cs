@@ -63,6 +63,7 @@ public static unsafe class Cublas
     public static IntPtr Create()
     {
         try { Check(Native.cublasCreate(out var h), "cublasCreate_v2"); return h; }
+        catch (NativeLibraries.OverrideNotLoadable e) { throw new CudaException(e.Message, "cublasCreate_v2", -1, "DLL_NOT_FOUND", e); }
         catch (DllNotFoundException e)
         {
             throw new CudaException($"no cuBLAS library was found (tried {NativeLibraries.CandidateList(NativeLibraries.Cublas)})", "cublasCreate_v2", -1, "DLL_NOT_FOUND", e);

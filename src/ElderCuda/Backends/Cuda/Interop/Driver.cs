@@ -124,6 +124,7 @@ public static unsafe class Driver
     {
         int r;
         try { r = Native.cuInit(0); }
+        catch (NativeLibraries.OverrideNotLoadable e) { throw new CudaException(e.Message, "cuInit", -1, "DLL_NOT_FOUND", e); }
         catch (DllNotFoundException e) { throw new CudaException(CudaException.NoDriverHint, "cuInit", -1, "DLL_NOT_FOUND", e); }
         if (r == 100 /* CUDA_ERROR_NO_DEVICE */)
             throw new CudaException("cuInit failed: CUDA_ERROR_NO_DEVICE: the driver sees no CUDA device; run with --device cpu", "cuInit", r, "CUDA_ERROR_NO_DEVICE");

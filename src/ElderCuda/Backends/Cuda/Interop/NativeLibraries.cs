@@ -45,9 +45,18 @@ internal static class NativeLibraries
 
     static IntPtr TryLoadAny(string name, string[] cands, Assembly asm, DllImportSearchPath? path)
     {
-        // An explicit override wins: ELDR_NVRTC=/path/libnvrtc.so.12 and so on.
-        var env = Environment.GetEnvironmentVariable("ELDR_" + name.ToUpperInvariant());
-        if (!string.IsNullOrEmpty(env) && NativeLibrary.TryLoad(env, out var eh)) { lock (Loaded) Loaded[name] = env; return eh; }
+        // An explicit override wins: ELDR_NVRTC=/path/libnvrtc.so.12 and so on. One that cannot be loaded is an
+        // error, not a reason to fall back quietly to another version than the one asked for.
+        var variable = "ELDR_" + name.ToUpperInvariant();
+        var env = Environment.GetEnvironmentVariable(variable);
+        if (!string.IsNullOrEmpty(env))
+        {
+            try { var eh = NativeLibrary.Load(env); lock (Loaded) Loaded[name] = env; return eh; }
+            catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
+            {
+                throw new OverrideNotLoadable($"{variable}={env} cannot be loaded: {e.Message}", e);
+            }
+        }
         // plain dlopen by soname (the (name, assembly, path) overload would call this resolver again)
         foreach (var c in cands)
             if (NativeLibrary.TryLoad(c, out var h)) { lock (Loaded) Loaded[name] = c; return h; }
@@ -60,7 +69,12 @@ internal static class NativeLibraries
         return IntPtr.Zero;
     }
 
-    /// <summary>True when the named library can be loaded on this host (no exception).</summary>
+    /// <summary>An ELDR_CUDA, ELDR_NVRTC, ELDR_CUBLAS or ELDR_CUBLASLT override names a library that cannot be loaded: the
+    /// message names the variable and the path, which the callers' "no library found" messages would hide.</summary>
+    public sealed class OverrideNotLoadable(string message, Exception inner) : DllNotFoundException(message, inner);
+
+    /// <summary>True when the named library can be loaded on this host. Throws <see cref="OverrideNotLoadable"/> when
+    /// its ELDR_* override names a library that cannot be loaded.</summary>
     public static bool IsAvailable(string name)
     {
         if (!Candidates.TryGetValue(name, out var cands)) return false;

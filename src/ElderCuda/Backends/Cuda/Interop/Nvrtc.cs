@@ -49,6 +49,7 @@ public static unsafe class Nvrtc
     public static (int major, int minor) Version()
     {
         try { Check(Native.nvrtcVersion(out var a, out var b), "nvrtcVersion"); return (a, b); }
+        catch (NativeLibraries.OverrideNotLoadable e) { throw new CudaException(e.Message, "nvrtcVersion", -1, "DLL_NOT_FOUND", e); }
         catch (DllNotFoundException e)
         {
             throw new CudaException($"no NVRTC library was found (tried {NativeLibraries.CandidateList(NativeLibraries.Nvrtc)}); " +
