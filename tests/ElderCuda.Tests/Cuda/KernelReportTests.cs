@@ -108,4 +108,66 @@ public class KernelReportTests
         Assert.Throws<ArgumentException>(() => Eldr.Cli.KernelsCommand.Archs("sm_7"));
         Assert.Throws<ArgumentException>(() => Eldr.Cli.KernelsCommand.Archs("ampere"));
     }
+
+    /// <summary>
+    /// A GPU newer than the NVRTC gets PTX for the newest architecture that NVRTC knows below it (the driver compiles
+    /// PTX for later GPUs; a cubin runs only on its own architecture); a GPU older than every architecture the NVRTC
+    /// knows is an error that names both.
+    /// </summary>
+    [Fact]
+    public void TargetIsTheDevicesCubinOrPtxForTheNewestOlderArchitecture()
+    {
+        // what nvrtcGetSupportedArchs returns in NVRTC 11.8 and 12.4 (Debian 12's and 13's)
+        int[] nvrtc118 = [35, 37, 50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90];
+        int[] nvrtc124 = [50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90];
+        int[] startsAt75 = [75, 80, 86, 89, 90, 100, 120];   // a made-up later NVRTC that has dropped sm_70
+        Assert.Equal(new KernelCompiler.Target(90, 90, false), KernelCompiler.TargetFor(90, nvrtc118, (11, 8)));
+        Assert.Equal(new KernelCompiler.Target(86, 86, false), KernelCompiler.TargetFor(86, nvrtc118, (11, 8)));
+        Assert.Equal(new KernelCompiler.Target(100, 90, true), KernelCompiler.TargetFor(100, nvrtc118, (11, 8)));
+        Assert.Equal(new KernelCompiler.Target(120, 90, true), KernelCompiler.TargetFor(120, nvrtc124, (12, 4)));
+        Assert.Equal(new KernelCompiler.Target(88, 87, true), KernelCompiler.TargetFor(88, nvrtc124, (12, 4)));
+        Assert.Equal(new KernelCompiler.Target(120, 120, false), KernelCompiler.TargetFor(120, startsAt75, (99, 0)));
+        Assert.Equal(new KernelCompiler.Target(110, 100, true), KernelCompiler.TargetFor(110, startsAt75, (99, 0)));
+        Assert.Equal("compute_90", KernelCompiler.TargetFor(100, nvrtc118, (11, 8)).GpuArchitecture);
+        Assert.Equal("sm_90", KernelCompiler.TargetFor(90, nvrtc118, (11, 8)).GpuArchitecture);
+        var e = Assert.Throws<Backends.Cuda.Interop.CudaException>(() => KernelCompiler.TargetFor(70, startsAt75, (99, 0)));
+        Assert.Contains("NVRTC 99.0 cannot compile for sm_70", e.Message);
+        Assert.Contains("sm_75 to sm_120", e.Message);
+    }
+
+    /// <summary>
+    /// With the NVRTC at hand: for a GPU one architecture newer than it knows, the loader compiles PTX (".target" the
+    /// newest it knows, no cubin), says so, and caches it as PTX apart from the cubins.
+    /// </summary>
+    [Fact]
+    public void AGpuNewerThanNvrtcGetsPtx()
+    {
+        KernelCompileTests.RequireNvrtc();
+        var supported = Backends.Cuda.Interop.Nvrtc.SupportedArchs();
+        int newest = supported.Max(), future = newest + 1;
+        var dir = Directory.CreateTempSubdirectory("eldr-cache-").FullName;
+        var before = Environment.GetEnvironmentVariable("ELDR_KERNEL_CACHE");
+        var lines = new List<string>();
+        try
+        {
+            Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", dir);
+            KernelCompiler.Log = lines.Add;
+            var (image, origin) = KernelCompiler.GetImage("argmax", future, nativeDirs: []);
+            Assert.Equal("nvrtc:ptx", origin);
+            var text = System.Text.Encoding.ASCII.GetString(image).TrimEnd('\0');
+            Assert.Matches($@"(?m)^\.target sm_{newest}\b", text);
+            Assert.Contains(".entry argmax_fwd_f32", text);
+            Assert.Contains(lines, l => l.Contains($"does not know sm_{future}") && l.Contains($"compute_{newest}"));
+            var (again, second) = KernelCompiler.GetImage("argmax", future, nativeDirs: []);
+            Assert.StartsWith("cache:", second);
+            Assert.EndsWith(".ptx", second);
+            Assert.Equal(image, again);
+        }
+        finally
+        {
+            KernelCompiler.Log = null;
+            Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", before);
+            Directory.Delete(dir, true);
+        }
+    }
 }
