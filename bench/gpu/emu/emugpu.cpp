@@ -483,50 +483,135 @@ static float dot(const float* a, const float* b, int k) {
     return acc;
 }
 
-int cublasGemmStridedBatchedEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, uint64_t A, int At, int lda, long long sA,
-                               uint64_t B, int Bt, int ldb, long long sB, const void* beta, uint64_t C, int Ct, int ldc, long long sC,
-                               int batch, int compute, int) {
-    LOCK;
-    if (compute != COMPUTE_32F || !elem_size(At) || !elem_size(Bt) || !elem_size(Ct)) return fail(15, "cublasGemmEx", "types or compute type not emulated");
-    if (m < 0 || n < 0 || k < 0 || batch < 0) return fail(7, "cublasGemmEx", "negative size");
+// One strided-batched product, column-major, fp32 compute: D = al·op(A)·op(B) + be·C (+ bias[i] on row i), checked as
+// cuBLAS checks it (sizes, leading dimensions) and with every operand inside one device allocation; then queued on the
+// stream. C is not read when be = 0 (it may hold NaN). For cublasGemm*Ex, C and D are the same matrix.
+struct GemmArgs {
+    int ta, tb, m, n, k; float al, be;
+    uint64_t A; int At; long long lda, sA;
+    uint64_t B; int Bt; long long ldb, sB;
+    uint64_t C; int Ct; long long ldc, sC;
+    uint64_t D; int Dt; long long ldd, sD;
+    int batch; uint64_t bias = 0; int biasT = -1;
+};
+int gemm(void* stream, const GemmArgs& g, const char* fn) {
+    auto [ta, tb, m, n, k, al, be, A, At, lda, sA, B, Bt, ldb, sB, C, Ct, ldc, sC, D, Dt, ldd, sD, batch, bias, biasT] = g;
+    if (!elem_size(At) || !elem_size(Bt) || !elem_size(Ct) || !elem_size(Dt) || (bias && !elem_size(biasT)))
+        return fail(15, fn, "types not emulated");
+    if (m < 0 || n < 0 || k < 0 || batch < 0) return fail(7, fn, "negative size");
     int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
-    if (lda < std::max(1, ar) || ldb < std::max(1, br) || ldc < std::max(1, m)) return fail(7, "cublasGemmEx", "leading dimension too small");
+    if (lda < std::max(1, ar) || ldb < std::max(1, br) || ldc < std::max(1, m) || ldd < std::max(1, m))
+        return fail(7, fn, "leading dimension too small");
+    auto span = [](long long ld, int r, int c) { return (size_t)(c > 0 && r > 0 ? ld * (c - 1) + r : 0); };
     for (int b = 0; b < batch; b++) {
-        auto span = [](long long ld, int r, int c) { return (size_t)(c > 0 && r > 0 ? ld * (c - 1) + r : 0); };
         if (!on_device(A + (uint64_t)(b * sA * elem_size(At)), span(lda, ar, ac) * elem_size(At)) ||
             !on_device(B + (uint64_t)(b * sB * elem_size(Bt)), span(ldb, br, bc) * elem_size(Bt)) ||
-            !on_device(C + (uint64_t)(b * sC * elem_size(Ct)), span(ldc, m, n) * elem_size(Ct)))
-            return fail(7, "cublasGemmEx", "an operand lies outside its device allocation");
+            (be != 0.f && !on_device(C + (uint64_t)(b * sC * elem_size(Ct)), span(ldc, m, n) * elem_size(Ct))) ||
+            !on_device(D + (uint64_t)(b * sD * elem_size(Dt)), span(ldd, m, n) * elem_size(Dt)))
+            return fail(7, fn, "an operand lies outside its device allocation");
     }
-    float al = *(const float*)alpha, be = *(const float*)beta;
-    enqueue(((Blas*)h)->stream, [=] {
+    if (bias && !on_device(bias, (size_t)m * elem_size(biasT))) return fail(7, fn, "the bias lies outside its device allocation");
+    enqueue(stream, [=] {
         std::vector<float> a((size_t)m * k), bm((size_t)k * n);
         for (int bi = 0; bi < batch; bi++) {
             const void* pa = (const char*)A + bi * sA * elem_size(At);
             const void* pb = (const char*)B + bi * sB * elem_size(Bt);
-            void* pc = (char*)C + bi * sC * elem_size(Ct);
+            const void* pc = (const char*)C + bi * sC * elem_size(Ct);
+            void* pd = (char*)D + bi * sD * elem_size(Dt);
             for (int i = 0; i < m; i++) for (int l = 0; l < k; l++) a[(size_t)i * k + l] = load(pa, At, ta ? (size_t)l + (size_t)i * lda : (size_t)i + (size_t)l * lda);
             for (int j = 0; j < n; j++) for (int l = 0; l < k; l++) bm[(size_t)j * k + l] = load(pb, Bt, tb ? (size_t)j + (size_t)l * ldb : (size_t)l + (size_t)j * ldb);
             for (int j = 0; j < n; j++)
                 for (int i = 0; i < m; i++) {
-                    float acc = dot(&a[(size_t)i * k], &bm[(size_t)j * k], k);
-                    size_t ci = (size_t)i + (size_t)j * ldc;
-                    float v = al * acc;
-                    if (be != 0.f) v += be * load(pc, Ct, ci);   // beta = 0: C is not read (it may hold NaN)
-                    store(pc, Ct, ci, v);
+                    float v = al * dot(&a[(size_t)i * k], &bm[(size_t)j * k], k);
+                    if (be != 0.f) v += be * load(pc, Ct, (size_t)i + (size_t)j * ldc);
+                    if (bias) v += load((const void*)bias, biasT, (size_t)i);
+                    store(pd, Dt, (size_t)i + (size_t)j * ldd, v);
                 }
         }
     });
     return 0;
+}
+
+int cublasGemmStridedBatchedEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, uint64_t A, int At, int lda, long long sA,
+                               uint64_t B, int Bt, int ldb, long long sB, const void* beta, uint64_t C, int Ct, int ldc, long long sC,
+                               int batch, int compute, int) {
+    LOCK;
+    if (compute != COMPUTE_32F) return fail(15, "cublasGemmEx", "compute type not emulated");
+    GemmArgs g{ ta, tb, m, n, k, *(const float*)alpha, *(const float*)beta, A, At, lda, sA, B, Bt, ldb, sB,
+                C, Ct, ldc, sC, C, Ct, ldc, sC, batch };
+    return gemm(((Blas*)h)->stream, g, "cublasGemmEx");
 }
 int cublasGemmEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, uint64_t A, int At, int lda, uint64_t B, int Bt, int ldb,
                  const void* beta, uint64_t C, int Ct, int ldc, int compute, int algo) {
     return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, At, lda, 0, B, Bt, ldb, 0, beta, C, Ct, ldc, 0, 1, compute, algo);
 }
 
-// ---- cuBLASLt: what the bindings load; no matmul is emulated ------------------------------------------------
+// ---- cuBLASLt: matmul and matrix-layout descriptors; fp32 compute and scale, column order, epilogue DEFAULT or BIAS --
+struct LtDesc { int compute, scale, ta = 0, tb = 0; uint32_t epilogue = 1; uint64_t bias = 0; int biasT = -1; };
+struct LtLayout { int type; uint64_t rows, cols; long long ld; int order = 0, batch = 1; long long stride = 0; };
+enum : int { LT_EPILOGUE_DEFAULT = 1, LT_EPILOGUE_BIAS = 4 };
+
 int cublasLtCreate(void** h) { static int lt; *h = &lt; return 0; }
 int cublasLtDestroy(void*) { return 0; }
 size_t cublasLtGetVersion() { return 130000; }
+
+int cublasLtMatmulDescCreate(void** d, int compute, int scale) { *d = new LtDesc{ compute, scale }; return 0; }
+int cublasLtMatmulDescDestroy(void* d) { delete (LtDesc*)d; return 0; }
+int cublasLtMatmulDescSetAttribute(void* dp, int attr, const void* buf, size_t size) {
+    auto* d = (LtDesc*)dp;
+    auto get = [&](void* dst, size_t want) { if (size != want) return false; std::memcpy(dst, buf, want); return true; };
+    bool ok;
+    switch (attr) {
+    case 3: ok = get(&d->ta, 4); break;            // TRANSA, int32
+    case 4: ok = get(&d->tb, 4); break;            // TRANSB
+    case 7: ok = get(&d->epilogue, 4); break;      // EPILOGUE, uint32
+    case 8: ok = get(&d->bias, 8); break;          // BIAS_POINTER
+    case 26: ok = get(&d->biasT, 4); break;        // BIAS_DATA_TYPE
+    default: return fail(15, "cublasLtMatmulDescSetAttribute", "attribute not emulated");
+    }
+    return ok ? 0 : fail(7, "cublasLtMatmulDescSetAttribute", "wrong attribute size");
+}
+int cublasLtMatrixLayoutCreate(void** l, int type, uint64_t rows, uint64_t cols, long long ld) {
+    *l = new LtLayout{ type, rows, cols, ld }; return 0;
+}
+int cublasLtMatrixLayoutDestroy(void* l) { delete (LtLayout*)l; return 0; }
+int cublasLtMatrixLayoutSetAttribute(void* lp, int attr, const void* buf, size_t size) {
+    auto* l = (LtLayout*)lp;
+    auto get = [&](void* dst, size_t want) { if (size != want) return false; std::memcpy(dst, buf, want); return true; };
+    bool ok;
+    switch (attr) {
+    case 1: ok = get(&l->order, 4); break;         // ORDER (0: column)
+    case 5: ok = get(&l->batch, 4); break;         // BATCH_COUNT, int32
+    case 6: ok = get(&l->stride, 8); break;        // STRIDED_BATCH_OFFSET, int64
+    default: return fail(15, "cublasLtMatrixLayoutSetAttribute", "attribute not emulated");
+    }
+    return ok ? 0 : fail(7, "cublasLtMatrixLayoutSetAttribute", "wrong attribute size");
+}
+int cublasLtMatmul(void* h, void* descp, const void* alpha, uint64_t A, void* Ap, uint64_t B, void* Bp, const void* beta,
+                   uint64_t C, void* Cp, uint64_t D, void* Dp, const void* algo, uint64_t workspace, size_t wsSize, void* stream) {
+    LOCK;
+    (void)h; (void)algo;
+    auto* d = (LtDesc*)descp; auto *a = (LtLayout*)Ap, *b = (LtLayout*)Bp, *c = (LtLayout*)Cp, *o = (LtLayout*)Dp;
+    const char* fn = "cublasLtMatmul";
+    if (!d || !a || !b || !c || !o) return fail(7, fn, "a descriptor is null");
+    if (d->compute != COMPUTE_32F || d->scale != R_32F) return fail(15, fn, "compute or scale type not emulated");
+    if (a->order || b->order || c->order || o->order) return fail(15, fn, "only column order is emulated");
+    if (d->epilogue != LT_EPILOGUE_DEFAULT && d->epilogue != LT_EPILOGUE_BIAS) return fail(15, fn, "epilogue not emulated");
+    if (d->epilogue == LT_EPILOGUE_BIAS && !d->bias) return fail(7, fn, "the BIAS epilogue without a bias pointer");
+    // D is m x n; op(A) m x k; op(B) k x n; C as D (and the same layout when it is D itself)
+    uint64_t m = o->rows, n = o->cols, k = d->ta ? a->rows : a->cols;
+    if ((d->ta ? a->cols : a->rows) != m || (d->tb ? b->cols : b->rows) != k || (d->tb ? b->rows : b->cols) != n)
+        return fail(7, fn, "the layouts of A, B and D do not agree on m, n, k");
+    if (c->rows != m || c->cols != n || c->type != o->type) return fail(7, fn, "C's layout is not D's shape and type");
+    if (C == D && (c->ld != o->ld || c->stride != o->stride)) return fail(7, fn, "in place (C = D) with different layouts");
+    if (a->batch != o->batch || b->batch != o->batch || c->batch != o->batch) return fail(7, fn, "batch counts differ");
+    if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX) return fail(15, fn, "sizes past 2^31 not emulated");
+    if (wsSize && !on_device(workspace, wsSize)) return fail(7, fn, "the workspace lies outside its device allocation");
+    GemmArgs g{ d->ta, d->tb, (int)m, (int)n, (int)k, *(const float*)alpha, *(const float*)beta,
+                A, a->type, a->ld, a->stride, B, b->type, b->ld, b->stride, C, c->type, c->ld, c->stride,
+                D, o->type, o->ld, o->stride, o->batch,
+                d->epilogue == LT_EPILOGUE_BIAS ? d->bias : 0, d->biasT == -1 ? o->type : d->biasT };
+    return gemm(stream, g, fn);
+}
 
 } // extern "C"

@@ -479,6 +479,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         Step(() => { foreach (var m in _modules.Values) Driver.ModuleUnload(m); });
         _modules.Clear(); _functions.Clear();
         Step(() => Cublas.Destroy(_cublas));
+        Step(() => { if (_cublasLt != IntPtr.Zero) CublasLt.Destroy(_cublasLt); _cublasLt = IntPtr.Zero; });
         Step(() => Driver.StreamDestroy(_stream));
         _disposed = true;
         Step(() => Driver.PrimaryCtxRelease(_device));
