@@ -162,7 +162,8 @@ if [ "${STEP:-a}" = c ]; then
 fi
 
 # STEP=k (seventh session): kernel timings, ours and torch's in the same call, with the pipelined attention forward
-# (tc2) beside the default; then, if STEP=a left the 7B checkpoint, its prefill with and without tc2.
+# (tc2) beside the default; OPT-12L with and without the cuBLASLt bias epilogue (eleventh session); then, if STEP=a
+# left the 7B checkpoint, its prefill with and without tc2.
 #   carry .gpu/app.tar.xz .gpu/dotnet.tar.xz .gpu/env.sh (as STEP=a)
 if [ "${STEP:-a}" = k ]; then
   source .gpu/env.sh
@@ -176,6 +177,15 @@ if [ "${STEP:-a}" = k ]; then
   ELDR_ATTENTION=tc2 timeout 150 dotnet .gpu/app/ElderCuda.Tests.dll -class ElderCuda.Tests.Cuda.CudaGoldenParityTests > "$OUT/tc2-golden.log" 2>&1
   grep -E "\[FAIL\]|Total:" "$OUT/tc2-golden.log"
   for a in tc tc2; do echo "llama-12L held-out bf16, attention $a: $(ELDR_ATTENTION=$a dotnet .gpu/app/eldr.dll ppl models/llama-12L --data data/corpus-heldout.txt --device cuda --json 2>/dev/null)"; done
+  # eleventh session: a linear layer's bias in cuBLASLt's epilogue (ELDR_GEMM=lt) against cublasGemmEx + the bias
+  # kernel, on OPT (every linear layer has a bias; STEP=a unpacked it): parity is in the suite (CublasGemmTests)
+  if [ -f /tmp/opt-12L/config.json ]; then
+    for g in gemmex lt; do
+      el "== opt-12L prefill 4 x 512 and held-out perplexity, ELDR_GEMM=$g"
+      ELDR_GEMM=$g timeout 120 dotnet .gpu/app/eldr.dll speed /tmp/opt-12L --device cuda --seqlen 512 --batch 4 --runs 20 --warmup 3 --json 2>/dev/null | tee -a "$OUT/gemm-lt.jsonl"
+      echo "opt-12L held-out bf16, ELDR_GEMM=$g: $(ELDR_GEMM=$g dotnet .gpu/app/eldr.dll ppl /tmp/opt-12L --data data/corpus-heldout.txt --device cuda --json 2>/dev/null)"
+    done
+  fi
   if [ -f /tmp/llama7b/config.json ] && [ -f /tmp/g/app/eldr.dll ]; then
     for a in tc tc2; do
       el "== 7B prefill 1 x 2048, attention $a"
