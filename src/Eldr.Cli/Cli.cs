@@ -12,11 +12,20 @@ namespace Eldr.Cli;
 
 public static partial class Cli
 {
-    internal static readonly Option<string> DeviceOption = new Option<string>("--device")
+    internal static readonly Option<string> DeviceOption = DeviceOptionNamed("--device");
+
+    /// <summary>A --device option: auto, cpu, cuda or cuda:N, checked as the command line is parsed.</summary>
+    internal static Option<string> DeviceOptionNamed(string name)
     {
-        Description = "auto (GPU when present), cpu or cuda",
-        DefaultValueFactory = _ => "auto",
-    }.AcceptOnlyFromAmong("auto", "cpu", "cuda");
+        var o = new Option<string>(name) { Description = BackendFactory.DeviceHelp, DefaultValueFactory = _ => "auto" };
+        o.Validators.Add(r =>
+        {
+            var v = r.GetValueOrDefault<string>();
+            try { BackendFactory.ParseDevice(v); }
+            catch (ArgumentException e) { r.AddError(e.Message); }
+        });
+        return o;
+    }
     internal static readonly Option<bool> Fp32Option = new("--fp32") { Description = "CUDA: compute in float32 (parity mode) instead of bf16" };
 
     public static int Run(string[] args)

@@ -27,7 +27,8 @@ public static class DemoCommand
             foreach (var p in new[] { model, calib, heldout })
                 if (!File.Exists(p) && !Directory.Exists(p)) throw new FileNotFoundException($"{p}: the demo needs the bundled model and data (run it from a checkout)");
             string device;
-            using (var probe = BackendFactory.Create(pr.GetValue(Cli.DeviceOption)!)) device = probe.Name.StartsWith("cuda") ? "cuda" : "cpu";
+            string requested = pr.GetValue(Cli.DeviceOption)!;
+            using (var probe = BackendFactory.Create(requested)) device = probe.Name.StartsWith("cuda") ? (requested.StartsWith("cuda:") ? requested : "cuda") : "cpu";
             bool small = pr.GetValue(quick) ?? device == "cpu";
             string outRoot = pr.GetValue(output)!;
             Directory.CreateDirectory(outRoot);

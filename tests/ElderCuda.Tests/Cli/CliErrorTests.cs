@@ -76,6 +76,20 @@ public class CliErrorTests
         Assert.Contains("--no-such-flag", r.Stderr + r.Stdout);
         AssertCleanFailure(EldrProcess.Run("ppl", TestPaths.BundledModel, "--data", "/nonexistent.txt", "--device", "cpu"), "/nonexistent.txt");
         AssertCleanFailure(EldrProcess.Run("ppl", TestPaths.BundledModel, "--data", "/nonexistent.txt", "--device", "tpu"), "tpu");
+        AssertCleanFailure(EldrProcess.Run("ppl", TestPaths.BundledModel, "--data", "/nonexistent.txt", "--device", "cuda:x"), "cuda:x", "cuda:N");
+        AssertCleanFailure(EldrProcess.Run("prune", TestPaths.BundledModel, "--method", "shortgpt", "--device", "gpu"), "'gpu'", "cuda:N");
+    }
+
+    [Fact]
+    public void DeviceNamesParse()
+    {
+        Assert.Equal(("auto", 0), ElderCuda.Backends.BackendFactory.ParseDevice("auto"));
+        Assert.Equal(("cpu", 0), ElderCuda.Backends.BackendFactory.ParseDevice("cpu"));
+        Assert.Equal(("cuda", 0), ElderCuda.Backends.BackendFactory.ParseDevice("cuda"));
+        Assert.Equal(("cuda", 0), ElderCuda.Backends.BackendFactory.ParseDevice("cuda:0"));
+        Assert.Equal(("cuda", 7), ElderCuda.Backends.BackendFactory.ParseDevice("cuda:7"));
+        foreach (var bad in new[] { "gpu", "cuda:", "cuda:-1", "cuda:+1", "cuda: 1", "cuda:1x", "CUDA", "cpu:0" })
+            Assert.Throws<ArgumentException>(() => ElderCuda.Backends.BackendFactory.ParseDevice(bad));
     }
 
     [Fact]

@@ -91,6 +91,24 @@ public class CudaCliTests
         Assert.DoesNotContain("Unhandled exception", r.Stderr);
     }
 
+    /// <summary>`--device cuda:N` picks GPU N; a number past the last GPU is one clear error that says how many there are.</summary>
+    [Fact]
+    public void ADeviceNumberPicksTheGpuAndOnePastTheLastIsNamed()
+    {
+        RequireGpu();
+        int count = ElderCuda.Backends.Cuda.Interop.Driver.DeviceCount();
+        var data = Path.Combine(TestPaths.RepoRoot, "data", "corpus-heldout.txt");
+        string[] common = ["ppl", TestPaths.BundledModel, "--data", data, "--seqlen", "64", "--max-windows", "1"];
+        var ok = EldrProcess.Run([.. common, "--device", $"cuda:{count - 1}"]);
+        Assert.True(ok.ExitCode == 0, ok.Stderr);
+        Assert.Contains("backend: cuda:", ok.Stderr);
+        var bad = EldrProcess.Run([.. common, "--device", $"cuda:{count}"]);
+        Assert.Equal(2, bad.ExitCode);
+        var errors = bad.Stderr.Split('\n').Where(l => l.StartsWith("eldr:")).ToArray();
+        Assert.True(errors.Length == 1, bad.Stderr);
+        Assert.Contains($"there is no CUDA device {count}: the driver sees {count}", errors[0]);
+    }
+
     /// <summary>
     /// With a GPU present, `eldr ppl` runs on it without being asked (bf16, the GPU default), and its perplexity is the
     /// CPU engine's within DESIGN.md's 0.5%.

@@ -47,7 +47,9 @@ public sealed unsafe partial class CudaBackend : IBackend
         Driver.Init();
         int count = Driver.DeviceCount();
         if (count == 0) throw new CudaException("no CUDA device is present; run with --device cpu", "cuDeviceGetCount", 100, "CUDA_ERROR_NO_DEVICE");
-        if (device < 0 || device >= count) throw new ArgumentOutOfRangeException(nameof(device), $"device {device} does not exist ({count} present)");
+        if (device < 0 || device >= count)
+            throw new ArgumentException($"there is no CUDA device {device}: the driver sees {count} (cuda:0{(count > 1 ? $" to cuda:{count - 1}" : "")})" +
+                (Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES") is { Length: > 0 } vis ? $", CUDA_VISIBLE_DEVICES={vis}" : ""));
         _device = Driver.DeviceGet(device);
         DeviceName = Driver.DeviceName(_device);
         int major = Driver.DeviceAttribute(_device, Driver.AttrComputeCapabilityMajor);
