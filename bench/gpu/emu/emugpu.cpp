@@ -144,6 +144,8 @@ const char* error_name(int e) {
     case LAUNCH_OUT_OF_RESOURCES: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
     case INVALID_DEVICE: return "CUDA_ERROR_INVALID_DEVICE";
     case ILLEGAL_ADDRESS: return "CUDA_ERROR_ILLEGAL_ADDRESS";
+    case 218: return "CUDA_ERROR_INVALID_PTX";
+    case 222: return "CUDA_ERROR_UNSUPPORTED_PTX_VERSION";
     default: return nullptr;
     }
 }
@@ -249,7 +251,10 @@ extern "C" {
 
 // ---- driver: init, device, context ------------------------------------------------------------------------
 int cuInit(unsigned) { LOCK; initialized = true; return OK; }
-int cuDriverGetVersion(int* v) { *v = 13000; return OK; }
+// ELDR_EMUGPU_DRIVER_VERSION=12040: the CUDA version the emulated driver reports (default 13000), and with it the
+// newest PTX ISA it loads (CUDA 11.8: 7.8, 12.x: 8.x, 13.0: 9.0), as a real driver refuses newer PTX
+const int driver_version = (int)env_size("ELDR_EMUGPU_DRIVER_VERSION", 13000);
+int cuDriverGetVersion(int* v) { *v = driver_version; return OK; }
 int cuGetErrorName(int e, const char** s) { *s = error_name(e); return *s ? OK : INVALID_VALUE; }
 int cuGetErrorString(int e, const char** s) { *s = error_name(e); return *s ? OK : INVALID_VALUE; }
 int cuDeviceGetCount(int* n) { if (!initialized) return NOT_INITIALIZED; *n = 1; return OK; }
@@ -389,6 +394,17 @@ int cuModuleLoadData(void** m, const void* image) {
     LOCK;
     if (!image) return fail(INVALID_IMAGE, "cuModuleLoadData", "no image");
     auto* p = (const unsigned char*)image;
+    if (std::memcmp(p, "\x7f" "ELF", 4) != 0) {
+        // PTX: text with a ".version X.Y" the driver knows (CUDA 11.x: 7.x, 12.x: 8.x, 13.x: 9.x)
+        const char* v = std::strstr((const char*)p, ".version ");
+        if (!v || !std::strstr((const char*)p, ".target ")) return fail(INVALID_IMAGE, "cuModuleLoadData", "neither a cubin nor PTX");
+        int major = 0, minor = 0;
+        if (std::sscanf(v + 9, "%d.%d", &major, &minor) != 2) return fail(218, "cuModuleLoadData", "a PTX .version that does not parse");
+        int cuda_major = driver_version / 1000, cuda_minor = driver_version % 1000 / 10;
+        int max_major = cuda_major - 4, max_minor = cuda_major == 11 || cuda_major == 12 ? cuda_minor : 0;
+        if (major > max_major || (major == max_major && minor > max_minor))
+            return fail(222, "cuModuleLoadData", "PTX newer than the driver (CUDA_ERROR_UNSUPPORTED_PTX_VERSION)");
+    }
     auto* mod = new Module;
     mod->image.assign(p, p + image_size(p));
     *m = mod; return OK;

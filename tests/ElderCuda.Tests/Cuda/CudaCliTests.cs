@@ -91,6 +91,74 @@ public class CudaCliTests
         Assert.DoesNotContain("Unhandled exception", r.Stderr);
     }
 
+    /// <summary>
+    /// A cached kernel image the driver refuses (here: RMSNorm's, overwritten with garbage) is deleted and compiled
+    /// again, and the command gives the same perplexity as with a sound cache. (The other families' images are copied
+    /// from the cache the first run filled, so that only one family compiles again.)
+    /// </summary>
+    [Fact]
+    public void ADamagedCachedKernelImageIsCompiledAgain()
+    {
+        RequireGpu();
+        int arch = CudaFixture.Get(ElderCuda.Tensors.DType.F32).Arch;
+        var data = Path.Combine(TestPaths.RepoRoot, "data", "corpus-heldout.txt");
+        string[] args = ["ppl", TestPaths.BundledModel, "--data", data, "--seqlen", "64", "--max-windows", "1", "--device", "cuda", "--json"];
+        var first = EldrProcess.Run(args);   // the usual cache, filled if it was not
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        var cache = Directory.CreateTempSubdirectory("eldr-cache-").FullName;
+        try
+        {
+            foreach (var f in Directory.GetFiles(KernelCompiler.CacheDir)) File.Copy(f, Path.Combine(cache, Path.GetFileName(f)));
+            var damaged = Path.Combine(cache, Path.GetFileName(KernelCompiler.CacheFile("rmsnorm", arch)));
+            Assert.True(File.Exists(damaged), $"the first run cached no {damaged}");
+            File.WriteAllBytes(damaged, System.Text.Encoding.ASCII.GetBytes("not a kernel image\0"));
+            var second = EldrProcess.RunWithEnvironment(new Dictionary<string, string> { ["ELDR_KERNEL_CACHE"] = cache }, args);
+            Assert.True(second.ExitCode == 0, second.Stderr);
+            Assert.Contains($"the driver refuses the cached {damaged}", second.Stderr);
+            Assert.Contains("compiling rmsnorm.cu again", second.Stderr);
+            double Ppl(string stdout)
+            {
+                using var j = JsonDocument.Parse(stdout.Split('\n').Single(l => l.StartsWith('{')));
+                return j.RootElement.GetProperty("ppl").GetDouble();
+            }
+            Assert.Equal(Ppl(first.Stdout), Ppl(second.Stdout));
+            Assert.NotEqual("not a kernel image\0", File.ReadAllText(damaged));
+        }
+        finally { Directory.Delete(cache, true); }
+    }
+
+    /// <summary>
+    /// Kernels in a newer PTX than the driver loads (an NVRTC newer than the driver) end the command with one error
+    /// that names the NVRTC and the driver's CUDA version and says what to do. Emulated GPU only: it can report an old
+    /// driver (ELDR_EMUGPU_DRIVER_VERSION) and a GPU newer than the NVRTC (ELDR_EMUGPU_CC), which makes the loader
+    /// compile PTX.
+    /// </summary>
+    [Fact]
+    public void KernelsFromAnNvrtcNewerThanTheDriverAreAClearError()
+    {
+        RequireGpu();
+        if (!CudaFixture.Get(ElderCuda.Tensors.DType.F32).DeviceName.StartsWith("emulated GPU"))
+            Assert.Skip("needs the emulated GPU, which can report an old driver (ELDR_EMUGPU_DRIVER_VERSION)");
+        var cache = Directory.CreateTempSubdirectory("eldr-cache-").FullName;
+        try
+        {
+            var env = new Dictionary<string, string>
+            {
+                ["ELDR_KERNEL_CACHE"] = cache, ["ELDR_EMUGPU_DRIVER_VERSION"] = "11000",
+                ["ELDR_EMUGPU_CC"] = (ElderCuda.Backends.Cuda.Interop.Nvrtc.SupportedArchs().Max() + 10).ToString(CultureInfo.InvariantCulture),
+            };
+            var r = EldrProcess.RunWithEnvironment(env, "generate", TestPaths.BundledModel, "--prompt", "Hello", "--max-new-tokens", "2", "--device", "cuda");
+            Assert.Equal(2, r.ExitCode);
+            var errors = r.Stderr.Split('\n').Where(l => l.StartsWith("eldr:")).ToArray();
+            Assert.True(errors.Length == 1, r.Stderr);
+            Assert.Contains("CUDA_ERROR_UNSUPPORTED_PTX_VERSION", errors[0]);
+            Assert.Contains("the driver (CUDA 11.0)", errors[0]);
+            Assert.Contains("NVRTC ", errors[0]);
+            Assert.Contains("ELDR_NVRTC=", errors[0]);
+        }
+        finally { Directory.Delete(cache, true); }
+    }
+
     /// <summary>`--device cuda:N` picks GPU N; a number past the last GPU is one clear error that says how many there are.</summary>
     [Fact]
     public void ADeviceNumberPicksTheGpuAndOnePastTheLastIsNamed()

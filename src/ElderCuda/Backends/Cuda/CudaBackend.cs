@@ -122,6 +122,38 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// <summary>ELDR_KERNEL_LOG=1 prints each family's origin to stderr as it loads (is a native image being used?).</summary>
     static readonly bool LogKernelOrigins = Environment.GetEnvironmentVariable("ELDR_KERNEL_LOG") == "1";
 
+    /// <summary>
+    /// Loads a family's image. A cached image the driver refuses (damaged on disk, or from an NVRTC this driver cannot
+    /// follow) is deleted and compiled again, once. An image it still refuses is an error that names the NVRTC, the
+    /// driver's CUDA version and where the image came from: an NVRTC newer than the driver makes images it cannot load.
+    /// </summary>
+    IntPtr LoadModule(string family, ref byte[] image, ref string origin)
+    {
+        int r = Driver.TryModuleLoadData(image, out var mod);
+        if (r == 0) return mod;
+        if (Driver.IsImageError(r) && origin.StartsWith("cache:"))
+        {
+            var path = origin["cache:".Length..];
+            KernelCompiler.Log?.Invoke($"kernels: the driver refuses the cached {path} ({Driver.ErrorName(r)}); compiling {family}.cu again");
+            try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            (image, origin) = KernelCompiler.GetImage(family, Arch);
+            r = Driver.TryModuleLoadData(image, out mod);
+            if (r == 0) return mod;
+        }
+        if (Driver.IsImageError(r))
+        {
+            int dv = Driver.DriverVersion();
+            string nv; try { var (a, b) = Nvrtc.Version(); nv = $"NVRTC {a}.{b}"; } catch (CudaException) { nv = "no NVRTC"; }
+            // a set-up problem, not a bug: PlatformNotSupportedException makes the CLI say "error", not "internal error"
+            throw new PlatformNotSupportedException($"cuModuleLoadData({family}) failed: {Driver.ErrorName(r)} ({r}): the driver (CUDA {dv / 1000}.{dv % 1000 / 10}) " +
+                $"cannot load the kernel image from {origin} ({nv}, sm_{Arch}). An NVRTC newer than the driver makes images the driver cannot " +
+                "load: use an NVRTC no newer than the driver (ELDR_NVRTC=/path/libnvrtc.so.N) or update the driver",
+                new CudaException($"cuModuleLoadData({family}) failed", "cuModuleLoadData", r, Driver.ErrorName(r)));
+        }
+        Driver.Check(r, $"cuModuleLoadData({family})");
+        return mod;
+    }
+
     internal IntPtr Function(string family, string name)
     {
         lock (_functions) return FunctionLocked(family, name);
@@ -133,7 +165,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (!_modules.TryGetValue(family, out var mod))
         {
             var (image, origin) = KernelCompiler.GetImage(family, Arch);
-            mod = Driver.ModuleLoadData(image);
+            mod = LoadModule(family, ref image, ref origin);
             _modules[family] = mod;
             KernelOrigins[family] = origin;
             if (LogKernelOrigins) Console.Error.WriteLine($"kernels {family} (sm_{Arch}): {origin}");

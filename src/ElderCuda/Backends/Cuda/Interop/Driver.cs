@@ -186,6 +186,16 @@ public static unsafe class Driver
     public static void MemcpyDtoHAsync(void* dst, ulong src, ulong bytes, IntPtr stream) => Check(Native.cuMemcpyDtoHAsync(dst, src, bytes, stream), "cuMemcpyDtoHAsync_v2");
     public static void MemcpyDtoDAsync(ulong dst, ulong src, ulong bytes, IntPtr stream) => Check(Native.cuMemcpyDtoDAsync(dst, src, bytes, stream), "cuMemcpyDtoDAsync_v2");
 
+    /// <summary>cuModuleLoadData without throwing: the CUresult, and the module when it is 0.</summary>
+    public static int TryModuleLoadData(byte[] image, out IntPtr module)
+    {
+        fixed (byte* p = image) return Native.cuModuleLoadData(out module, p);
+    }
+
+    /// <summary>Image errors of cuModuleLoadData: invalid image (200), no binary for the GPU (209), invalid PTX (218),
+    /// PTX newer than the driver (222).</summary>
+    public static bool IsImageError(int result) => result is 200 or 209 or 218 or 222;
+
     public static IntPtr ModuleLoadData(byte[] image)
     {
         fixed (byte* p = image) { Check(Native.cuModuleLoadData(out var m, p), "cuModuleLoadData"); return m; }
