@@ -182,7 +182,9 @@ bool image_declares(const std::vector<unsigned char>& img, const std::string& na
 
 // A kernel's resources in a cubin (ELF64): registers from the EIATTR_REGCOUNT (0x2f) entry of `.nv.info` that names the
 // kernel's symbol; __launch_bounds__ from EIATTR_MAX_THREADS (0x05) in `.nv.info.<name>`; static shared memory is the
-// size of `.nv.shared.<name>`. Entries of .nv.info are a format byte, an attribute byte, then by format: 0x01 nothing,
+// size of `.nv.shared.<name>`. (In an sm_90 cubin that section also holds the 1 KB the system reserves per block, which
+// ptxas does not report and the driver's 48 KB rule may not count: the emulator is stricter by at most 1 KB, and the
+// backend, which asks cuFuncGetAttribute, then raises the limit a little sooner; no launch fails for it.) Entries of .nv.info are a format byte, an attribute byte, then by format: 0x01 nothing,
 // 0x02 one byte, 0x03 two bytes, 0x04 a two-byte size and that many bytes.
 Resources cubin_resources(const std::vector<unsigned char>& img, const std::string& name) {
     Resources r;
