@@ -58,7 +58,27 @@ const bool stderr_captured = [] {
 }();
 
 std::recursive_mutex mu;
-#define LOCK std::lock_guard<std::recursive_mutex> lock_(mu); if (sticky) return sticky_status(__func__)
+
+// ELDR_EMUGPU_STATS=FILE: every driver and cuBLAS call this process makes is counted (launches per kernel name), and
+// the counts are appended to FILE as the process exits ("count<TAB>call" lines after a "# pid command" line). For
+// counting what a step costs in calls, launches above all, which the GPU pays for in host time.
+const char* stats_path = std::getenv("ELDR_EMUGPU_STATS");
+std::map<std::string, long> call_counts;   // under mu
+void count_call(const std::string& what) { if (stats_path && *stats_path) call_counts[what]++; }
+struct StatsWriter {
+    ~StatsWriter() {
+        if (!stats_path || !*stats_path || call_counts.empty()) return;
+        FILE* f = std::fopen(stats_path, "a");
+        if (!f) return;
+        std::string cmd;
+        if (FILE* c = std::fopen("/proc/self/cmdline", "rb")) { for (int ch; (ch = std::fgetc(c)) != EOF;) cmd.push_back(ch ? (char)ch : ' '); std::fclose(c); }
+        std::fprintf(f, "# %d %s\n", (int)getpid(), cmd.c_str());
+        for (auto& [k, n] : call_counts) std::fprintf(f, "%ld\t%s\n", n, k.c_str());
+        std::fclose(f);
+    }
+} stats_writer;
+
+#define LOCK std::lock_guard<std::recursive_mutex> lock_(mu); count_call(__func__); if (sticky) return sticky_status(__func__)
 
 // ELDR_EMUGPU_FAULT=NAME: a launch of a kernel whose name contains NAME faults as a kernel with a bad address does on
 // a GPU. The launch call itself succeeds; when the stream gets to it the kernel does not run, nothing queued after it
@@ -458,6 +478,7 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
         return fail(LAUNCH_OUT_OF_RESOURCES, fn->name.c_str(), "more threads per block than its __launch_bounds__");
     if ((size_t)bx * by * bz > (size_t)fn->max_threads())
         return fail(LAUNCH_OUT_OF_RESOURCES, fn->name.c_str(), "more registers than a block may have (threads x registers per thread > 64K)");
+    count_call("launch " + fn->name);
     auto call = fn->bind(params);   // the arguments are copied now, as the driver does
     emu_dim3 grid{ gx, gy, gz }, block{ bx, by, bz };
     enqueue(s, [grid, block, smem, call, name = fn->name] {
