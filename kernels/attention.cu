@@ -1052,7 +1052,8 @@ ATT_TC(128)
 // attention_cache_append copies the new k/v rows (positions past .. past+T−1) into the caches;
 // attention_cached computes out for the B·T new query rows, each against its sequence's cache rows
 // 0 .. past+t. One block per (query row, head), a whole number of warps; the q row and the scores live in
-// shared memory ([hd + past + T] floats). Forward only.
+// shared memory ([hd + past + T] floats). Forward only. out is fp32 or, for decoding in bf16 (where o_proj would
+// round it to bf16 first), bf16: the same rounding, without a cast kernel and an fp32 round trip per layer.
 // ================================================================================================
 template <typename T>
 __device__ void attention_cache_append(T* kc, T* vc, const T* k, const T* v, int B, int cap, int past, int T_, int Wk) {
@@ -1065,8 +1066,8 @@ __device__ void attention_cache_append(T* kc, T* vc, const T* k, const T* v, int
     }
 }
 
-template <typename T>
-__device__ void attention_cached(float* out, const T* q, const T* kc, const T* vc, int cap, int past, int T_, int nH, int nKv, int hd, float scale) {
+template <typename T, typename TO>
+__device__ void attention_cached(TO* out, const T* q, const T* kc, const T* vc, int cap, int past, int T_, int nH, int nKv, int hd, float scale) {
     extern __shared__ float sh[];
     float* qs = sh;
     float* p = sh + hd;
@@ -1098,7 +1099,7 @@ __device__ void attention_cached(float* out, const T* q, const T* kc, const T* v
     for (int c = threadIdx.x; c < hd; c += blockDim.x) {
         float acc = 0.f;
         for (int j = 0; j < L; j++) acc += p[j] * ld(vb, j * Wk + c);
-        out[n * Wq + (long long)h * hd + c] = acc * inv;
+        st(out, n * Wq + (long long)h * hd + c, acc * inv);
     }
 }
 
@@ -1106,6 +1107,8 @@ __device__ void attention_cached(float* out, const T* q, const T* kc, const T* v
 extern "C" __global__ void attention_cache_append_##S(T* kc, T* vc, const T* k, const T* v, int B, int cap, int past, int T_, int Wk) \
 { attention_cache_append<T>(kc, vc, k, v, B, cap, past, T_, Wk); } \
 extern "C" __global__ void attention_cached_##S(float* out, const T* q, const T* kc, const T* vc, int cap, int past, int T_, int nH, int nKv, int hd, float scale) \
-{ attention_cached<T>(out, q, kc, vc, cap, past, T_, nH, nKv, hd, scale); }
+{ attention_cached<T, float>(out, q, kc, vc, cap, past, T_, nH, nKv, hd, scale); }
 ATT_CACHED(f32, float)
 ATT_CACHED(bf16, bf16)
+extern "C" __global__ void attention_cached_bf16_bf16out(bf16* out, const bf16* q, const bf16* kc, const bf16* vc, int cap, int past, int T_, int nH, int nKv, int hd, float scale)
+{ attention_cached<bf16, bf16>(out, q, kc, vc, cap, past, T_, nH, nKv, hd, scale); }

@@ -91,7 +91,7 @@ public interface IBackend : IDisposable
     /// Attention for incremental decoding of B sequences of equal length with a KV cache. kCache/vCache are
     /// [B·capacity, nKv·hd], sequence b in rows b·capacity .. (b+1)·capacity−1. k, v [B·T, nKv·hd] hold each
     /// sequence's new positions past .. past+T−1 (after RoPE); they are first written into the cache rows of those
-    /// positions. Then out[B·T, nH·hd] (F32) = softmax(scale·q·kᵀ)·v over positions 0 .. past+t of the query's own
+    /// positions. Then out[B·T, nH·hd] (F32, or BF16 with BF16 q on the GPU) = softmax(scale·q·kᵀ)·v over positions 0 .. past+t of the query's own
     /// sequence: the last T rows of <see cref="Attention"/> over each whole sequence. No backward.
     /// </summary>
     void AttentionCached(Tensor output, Tensor q, Tensor k, Tensor v, Tensor kCache, Tensor vCache, int B, int past, int T, int nHeads, int nKvHeads, int headDim, float scale);

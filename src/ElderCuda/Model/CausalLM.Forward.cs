@@ -155,8 +155,10 @@ public sealed partial class CausalLM
         // The attention output is kept in fp32 whatever the compute type: its backward forms
         // D = rowsum(dO ⊙ O), and dP − D is a small difference where values are bias-dominated (O ≈ b_v),
         // so a bf16 O costs most of the q/k gradients' precision (bench/RESULTS.md, "BF16 gradients").
-        // The o_proj GEMM still reads it as bf16.
-        a.Att = s.A(DType.F32, N, c.QDim);
+        // The o_proj GEMM still reads it as bf16. Decoding has no backward: there, when o_proj multiplies in bf16
+        // anyway (bf16 weights), the cached attention writes bf16 itself, the same rounding without a cast kernel.
+        bool bf16Att = kv is not null && ct == DType.BF16 && lp.O.Value.DType == DType.BF16;
+        a.Att = s.A(bf16Att ? DType.BF16 : DType.F32, N, c.QDim);
         if (kv is null)
         {
             a.Lse = s.A(DType.F32, B, c.NumHeads, T);

@@ -292,6 +292,17 @@ public class CudaOpParityTests
                 p.Gpu.AttentionCached(go, gq, gk, gv, gkc, gvc, B, past, T, H, Hkv, hd, scale);
                 p.Cpu.AttentionCached(co, cq, ck, cv, ckc, cvc, B, past, T, H, Hkv, hd, scale);
                 p.Check($"attention_cached B={B} hd={hd} H={H}/{Hkv} past={past} T={T}", go, co, p.FwdTol);
+                if (d == DType.BF16)
+                {
+                    // the bf16 output (decoding) is the fp32 output rounded to bf16, bit for bit (the cache rows
+                    // are appended again: the same values)
+                    var gb = p.Poisoned(DType.BF16, B * T, Wq);
+                    p.Gpu.AttentionCached(gb, gq, gk, gv, gkc, gvc, B, past, T, H, Hkv, hd, scale);
+                    var f32 = p.Host(p.Gpu, go); var b16 = p.Host(p.Gpu, gb);
+                    for (int i = 0; i < f32.Length; i++)
+                        Assert.Equal(DTypes.Bf16ToFloat(DTypes.FloatToBf16(f32[i])), b16[i]);
+                    p.Check($"attention_cached bf16 out B={B} hd={hd} past={past} T={T}", gb, co, p.FwdTol);
+                }
                 past += T;
             }
         }

@@ -58,6 +58,7 @@ public class KernelCompileTests
         foreach (var d in new[] { DType.F32, DType.BF16 })
         {
             names.Add(CudaBackend.AttentionCachedKernel(d));
+            if (d == DType.BF16) names.Add(CudaBackend.AttentionCachedKernel(d, DType.BF16));
             names.Add(CudaBackend.AttentionCacheAppendKernel(d));
         }
         Assert.Contains("attention_fwd_bf16_tc_f32out_hd128", names);

@@ -141,21 +141,25 @@ public sealed partial class CudaBackend
         Free(temps);
     }
 
-    internal static string AttentionCachedKernel(DType d) => $"attention_cached_{Sfx(d)}";
+    /// <summary>The cached-attention kernel for q's dtype, writing fp32, or bf16 when <paramref name="output"/> is bf16.</summary>
+    internal static string AttentionCachedKernel(DType d, DType output = DType.F32) =>
+        output == DType.F32 ? $"attention_cached_{Sfx(d)}" : $"attention_cached_{Sfx(d)}_{Sfx(output)}out";
     internal static string AttentionCacheAppendKernel(DType d) => $"attention_cache_append_{Sfx(d)}";
 
     public void AttentionCached(Tensor output, Tensor q, Tensor k, Tensor v, Tensor kCache, Tensor vCache, int B, int past, int T, int nHeads, int nKvHeads, int headDim, float scale)
     {
         int Wk = nKvHeads * headDim, cap = KvCacheLayout.Capacity(kCache, vCache, B, past, T, Wk);
         CheckAttention(q, k, v, B, T, nHeads, nKvHeads, headDim);
-        NeedFloat(q, "AttentionCached", "q"); Need(output, DType.F32, "AttentionCached", "output");
+        NeedFloat(q, "AttentionCached", "q");
+        if (!(output.DType == DType.F32 || (output.DType == DType.BF16 && q.DType == DType.BF16)))
+            throw new ArgumentException($"AttentionCached: output must be F32, or BF16 with BF16 q (got {output.DType}, q {q.DType})");
         Need(k, q.DType, "AttentionCached", "k"); Need(v, q.DType, "AttentionCached", "v");
         Need(kCache, q.DType, "AttentionCached", "kCache"); Need(vCache, q.DType, "AttentionCached", "vCache");
         SameCount(output, q, "AttentionCached");
         if (T == 0) return;
         LaunchN("attention", AttentionCacheAppendKernel(q.DType), (long)B * T * Wk, P(kCache), P(vCache), P(k), P(v), B, cap, past, T, Wk);
         uint smem = (uint)((headDim + past + T) * 4);
-        Launch("attention", AttentionCachedKernel(q.DType), ((uint)(B * T), (uint)nHeads, 1), (128, 1, 1), smem,
+        Launch("attention", AttentionCachedKernel(q.DType, output.DType), ((uint)(B * T), (uint)nHeads, 1), (128, 1, 1), smem,
             P(output), P(q), P(kCache), P(vCache), cap, past, T, nHeads, nKvHeads, headDim, scale);
     }
 }
