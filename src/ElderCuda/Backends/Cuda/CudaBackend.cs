@@ -23,13 +23,6 @@ public sealed unsafe partial class CudaBackend : IBackend
     readonly Dictionary<string, IntPtr> _functions = new();
     readonly Dictionary<IntPtr, int> _smemSet = new();
     readonly Dictionary<IntPtr, int> _staticSmem = new();
-
-    int StaticSmem(IntPtr f)
-    {
-        if (!_staticSmem.TryGetValue(f, out var v))
-            _staticSmem[f] = v = Driver.FuncGetAttribute(f, Driver.FuncAttrSharedSizeBytes);
-        return v;
-    }
     readonly int _smCount;
     readonly int _maxSmemOptin;
     bool _disposed;
@@ -173,6 +166,14 @@ public sealed unsafe partial class CudaBackend : IBackend
         f = Driver.ModuleGetFunction(mod, name);
         _functions[name] = f;
         return f;
+    }
+
+    /// <summary>A function's static shared memory (CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES), asked once.</summary>
+    int StaticSmem(IntPtr f)
+    {
+        if (!_staticSmem.TryGetValue(f, out var v))
+            _staticSmem[f] = v = Driver.FuncGetAttribute(f, Driver.FuncAttrSharedSizeBytes);
+        return v;
     }
 
     /// <summary>Launch family/name with the given grid, block, dynamic shared memory and arguments.</summary>
