@@ -161,32 +161,4 @@ public class CublasGemmTests
                     Assert.True(err < p.Tolerance, $"cublasLtMatmul {input}->{output} op({ta},{tb}) {m}x{n}x{k} batch {batch} bias {withBias}: relative error {err:E2}");
                 }
     }
-
-    /// <summary>
-    /// The backend's linear layer with ELDR_GEMM=lt (the bias in cuBLASLt's epilogue) against the CPU backend, as
-    /// CudaOpParityTests.Matmul checks the default path: fresh outputs with a bias take the cuBLASLt path, accumulated
-    /// ones the default.
-    /// </summary>
-    [Theory, MemberData(nameof(CudaOpParityTests.Modes), MemberType = typeof(CudaOpParityTests))]
-    public void LinearWithTheBiasInCublasLtsEpilogue(DType d)
-    {
-        var p = new Parity(d, 13);
-        bool before = CudaBackend.LtBiasEpilogue;
-        CudaBackend.LtBiasEpilogue = true;
-        try
-        {
-            foreach (var (N, I, O) in new[] { (37, 193, 67), (64, 128, 256), (5, 1, 3) })
-            {
-                var (gx, cx) = p.Both(p.Rand(N * I), d, N, I);
-                var (gw, cw) = p.Both(p.Rand(O * I, 0.2f), d, O, I);
-                var (gb, cb) = p.Both(p.Rand(O), d, O);
-                var go = p.Poisoned(d, N, O); var co = p.Cpu.Alloc(DType.F32, N, O);
-                p.Gpu.Matmul(go, gx, gw, gb); p.Cpu.Matmul(co, cx, cw, cb);
-                p.Check("matmul_fwd cublasLt bias", go, co, p.FwdTol);
-                p.Gpu.Matmul(go, gx, gw, gb, accumulate: true); p.Cpu.Matmul(co, cx, cw, cb, accumulate: true);
-                p.Check("matmul_fwd cublasLt bias, accumulate", go, co, p.FwdTol);
-            }
-        }
-        finally { CudaBackend.LtBiasEpilogue = before; }
-    }
 }

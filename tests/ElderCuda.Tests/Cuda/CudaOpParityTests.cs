@@ -1,4 +1,5 @@
 using ElderCuda.Backends;
+using ElderCuda.Backends.Cuda;
 using ElderCuda.Tensors;
 using ElderCuda.Tests.Model;
 
@@ -43,8 +44,20 @@ public class CudaOpParityTests
         }
     }
 
-    [Theory, MemberData(nameof(Modes))]
-    public void Matmul(DType d)
+    public static TheoryData<DType, bool> ModesAndGemmPaths => new() { { DType.F32, false }, { DType.BF16, false }, { DType.F32, true }, { DType.BF16, true } };
+
+    /// <summary>Linear layers, forward and backward; <paramref name="lt"/>: with ELDR_GEMM=lt, a fresh output with a bias
+    /// takes cuBLASLt with the bias in its epilogue (accumulated outputs keep cublasGemmEx).</summary>
+    [Theory, MemberData(nameof(ModesAndGemmPaths))]
+    public void Matmul(DType d, bool lt)
+    {
+        bool before = CudaBackend.LtBiasEpilogue;
+        CudaBackend.LtBiasEpilogue = lt;
+        try { MatmulCases(d); }
+        finally { CudaBackend.LtBiasEpilogue = before; }
+    }
+
+    static void MatmulCases(DType d)
     {
         var p = new Parity(d, 2);
         foreach (var (N, I, O) in new[] { (37, 193, 67), (64, 128, 256), (5, 1, 3) })
@@ -55,6 +68,8 @@ public class CudaOpParityTests
             var go = p.Poisoned(d, N, O); var co = p.Cpu.Alloc(DType.F32, N, O);
             p.Gpu.Matmul(go, gx, gw, gb); p.Cpu.Matmul(co, cx, cw, cb);
             p.Check("matmul_fwd", go, co, p.FwdTol);
+            p.Gpu.Matmul(go, gx, gw, gb, accumulate: true); p.Cpu.Matmul(co, cx, cw, cb, accumulate: true);
+            p.Check("matmul_fwd accumulate with bias", go, co, p.FwdTol);
             // accumulate, no bias; and an F32 output from BF16 inputs (logits)
             p.Gpu.Matmul(go, gx, gw, null, accumulate: true); p.Cpu.Matmul(co, cx, cw, null, accumulate: true);
             p.Check("matmul_fwd accumulate", go, co, p.FwdTol);

@@ -45,12 +45,10 @@ public class KernelReportTests
         Assert.All(report, k => { Assert.Equal(arch, k.Arch); Assert.InRange(k.Registers, 1, 255); });
     }
 
-    /// <summary>A compile at first use is announced (a run would otherwise pause for seconds without a word), and the
-    /// second use comes from the cache without one.</summary>
-    [Fact]
-    public void FirstUseCompileIsAnnouncedThenCached()
+    /// <summary>Runs <paramref name="body"/> with ELDR_KERNEL_CACHE pointing at an empty folder and the loader's log
+    /// collected in the list it is given; restores both afterwards.</summary>
+    static void WithEmptyKernelCache(Action<List<string>> body)
     {
-        KernelCompileTests.RequireNvrtc();
         var dir = Directory.CreateTempSubdirectory("eldr-cache-").FullName;
         var before = Environment.GetEnvironmentVariable("ELDR_KERNEL_CACHE");
         var lines = new List<string>();
@@ -58,13 +56,7 @@ public class KernelReportTests
         {
             Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", dir);
             KernelCompiler.Log = lines.Add;
-            var (_, first) = KernelCompiler.GetImage("argmax", 80, nativeDirs: []);
-            Assert.Equal("nvrtc", first);
-            Assert.Contains(lines, l => l.Contains("compiling kernels/argmax.cu for sm_80"));
-            int n = lines.Count;
-            var (_, second) = KernelCompiler.GetImage("argmax", 80, nativeDirs: []);
-            Assert.StartsWith("cache:", second);
-            Assert.Equal(n, lines.Count);
+            body(lines);
         }
         finally
         {
@@ -72,6 +64,24 @@ public class KernelReportTests
             Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", before);
             Directory.Delete(dir, true);
         }
+    }
+
+    /// <summary>A compile at first use is announced (a run would otherwise pause for seconds without a word), and the
+    /// second use comes from the cache without one.</summary>
+    [Fact]
+    public void FirstUseCompileIsAnnouncedThenCached()
+    {
+        KernelCompileTests.RequireNvrtc();
+        WithEmptyKernelCache(lines =>
+        {
+            var (_, first) = KernelCompiler.GetImage("argmax", 80, nativeDirs: []);
+            Assert.Equal("nvrtc", first);
+            Assert.Contains(lines, l => l.Contains("compiling kernels/argmax.cu for sm_80"));
+            int n = lines.Count;
+            var (_, second) = KernelCompiler.GetImage("argmax", 80, nativeDirs: []);
+            Assert.StartsWith("cache:", second);
+            Assert.Equal(n, lines.Count);
+        });
     }
 
     /// <summary>`eldr kernels --warm` caches the image its report compiled instead of compiling again: that image is the
@@ -145,13 +155,8 @@ public class KernelReportTests
         KernelCompileTests.RequireNvrtc();
         var supported = Backends.Cuda.Interop.Nvrtc.SupportedArchs();
         int newest = supported.Max(), future = newest + 1;
-        var dir = Directory.CreateTempSubdirectory("eldr-cache-").FullName;
-        var before = Environment.GetEnvironmentVariable("ELDR_KERNEL_CACHE");
-        var lines = new List<string>();
-        try
+        WithEmptyKernelCache(lines =>
         {
-            Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", dir);
-            KernelCompiler.Log = lines.Add;
             var (image, origin) = KernelCompiler.GetImage("argmax", future, nativeDirs: []);
             Assert.Equal("nvrtc:ptx", origin);
             var text = System.Text.Encoding.ASCII.GetString(image).TrimEnd('\0');
@@ -162,12 +167,6 @@ public class KernelReportTests
             Assert.StartsWith("cache:", second);
             Assert.EndsWith(".ptx", second);
             Assert.Equal(image, again);
-        }
-        finally
-        {
-            KernelCompiler.Log = null;
-            Environment.SetEnvironmentVariable("ELDR_KERNEL_CACHE", before);
-            Directory.Delete(dir, true);
-        }
+        });
     }
 }
