@@ -12,12 +12,12 @@ namespace Eldr.Cli;
 
 public static partial class Cli
 {
-    internal static readonly Option<string> DeviceOption = DeviceOptionNamed("--device");
+    /// <summary>--device, shared by every command: auto, cpu, cuda or cuda:N, checked as the command line is parsed.</summary>
+    internal static readonly Option<string> DeviceOption = NewDeviceOption();
 
-    /// <summary>A --device option: auto, cpu, cuda or cuda:N, checked as the command line is parsed.</summary>
-    internal static Option<string> DeviceOptionNamed(string name)
+    static Option<string> NewDeviceOption()
     {
-        var o = new Option<string>(name) { Description = BackendFactory.DeviceHelp, DefaultValueFactory = _ => "auto" };
+        var o = new Option<string>("--device") { Description = BackendFactory.DeviceHelp, DefaultValueFactory = _ => "auto" };
         o.Validators.Add(r =>
         {
             var v = r.GetValueOrDefault<string>();

@@ -48,7 +48,7 @@ public static class PruneCommand
         var zeroShotItems = Opt<int?>("--zeroshot-items", "Score only the first N zero-shot items");
         var batch = Opt<int>("--batch", "Windows per training step (stage 2 / fine-tune)", () => 8);
         var evalBatch = Opt<int>("--eval-batch", "Windows per forward pass when scoring", () => 8);
-        var device = Cli.DeviceOptionNamed("--device"); cmd.Options.Add(device);
+        var device = Cli.DeviceOption; cmd.Options.Add(device);
         var fp32 = Opt<bool>("--fp32", "CUDA: compute in float32 (parity mode) instead of bf16");
         // ELDeR
         var gateForm = Opt<string>("--gate-form", "ELDeR gate: output (paper) | branch | auto (both, lower held-back CE)", () => "output");

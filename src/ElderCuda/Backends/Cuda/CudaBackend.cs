@@ -183,10 +183,11 @@ public sealed unsafe partial class CudaBackend : IBackend
         var f = Function(family, name);
         // A GPU allows 48 KB of shared memory, static and dynamic together, unless the function opts in to more
         // (up to the device's limit, less its static shared memory).
-        if (smem > 0 && smem + StaticSmem(f) > 48 * 1024)
+        int staticSmem = smem > 0 ? StaticSmem(f) : 0;
+        if (smem > 0 && smem + staticSmem > 48 * 1024)
         {
-            if (smem + StaticSmem(f) > _maxSmemOptin)
-                throw new CudaException($"{name} needs {smem} bytes of dynamic and {StaticSmem(f)} of static shared memory; {DeviceName} allows {_maxSmemOptin}", "cuLaunchKernel", 0, "");
+            if (smem + staticSmem > _maxSmemOptin)
+                throw new CudaException($"{name} needs {smem} bytes of dynamic and {staticSmem} of static shared memory; {DeviceName} allows {_maxSmemOptin}", "cuLaunchKernel", 0, "");
             if (!_smemSet.TryGetValue(f, out var set) || set < smem)
             {
                 Driver.FuncSetAttribute(f, Driver.FuncAttrMaxDynamicSharedSizeBytes, (int)smem);

@@ -77,7 +77,11 @@ public static class KernelCompiler
 
     /// <summary>Compile with NVRTC, no device needed (what the CI compile check calls).</summary>
     public static Nvrtc.Output CompileWithNvrtc(string family, int arch, bool wantCubin = true) =>
-        Nvrtc.Compile(KernelSources.Source(family), family + ".cu", KernelSources.Headers, Options(arch), wantCubin);
+        CompileWithNvrtc(family, new Target(arch, arch, false), wantCubin);
+
+    /// <summary>Compile for a <see cref="Target"/>; a PTX target yields no cubin.</summary>
+    public static Nvrtc.Output CompileWithNvrtc(string family, Target target, bool wantCubin = true) =>
+        Nvrtc.Compile(KernelSources.Source(family), family + ".cu", KernelSources.Headers, Options(target), wantCubin && !target.Ptx);
 
     /// <summary>
     /// An image for cuModuleLoadData, and where it came from ("native", "cache", "nvrtc"). Native images are looked
@@ -109,7 +113,7 @@ public static class KernelCompiler
         Log?.Invoke($"kernels: compiling kernels/{family}.cu for {target.GpuArchitecture} with NVRTC {maj}.{min} (first use; cached in {CacheDir}, " +
                     "and `eldr kernels --warm` compiles them all ahead)");
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var output = Nvrtc.Compile(KernelSources.Source(family), family + ".cu", KernelSources.Headers, Options(target), wantCubin: !target.Ptx);
+        var output = CompileWithNvrtc(family, target);
         Log?.Invoke($"kernels: {family}.cu compiled in {sw.Elapsed.TotalSeconds:F1} s");
         var image = target.Ptx ? output.Ptx : output.Cubin ?? output.Ptx;
         Store(cacheFile, image);

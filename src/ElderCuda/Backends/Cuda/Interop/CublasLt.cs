@@ -108,9 +108,4 @@ public static unsafe class CublasLt
             if (desc != IntPtr.Zero) MatmulDescDestroy(desc);
         }
     }
-
-    /// <summary>D = alpha·op(A)·op(B) + beta·C with the library's heuristic algorithm (algo = null).</summary>
-    public static void Matmul(IntPtr h, IntPtr desc, float alpha, ulong A, IntPtr aDesc, ulong B, IntPtr bDesc, float beta,
-        ulong C, IntPtr cDesc, ulong D, IntPtr dDesc, ulong workspace, ulong workspaceBytes, IntPtr stream)
-        => Cublas.Check(Native.cublasLtMatmul(h, desc, &alpha, A, aDesc, B, bDesc, &beta, C, cDesc, D, dDesc, null, workspace, (nuint)workspaceBytes, stream), "cublasLtMatmul");
 }

@@ -196,10 +196,6 @@ public static unsafe class Driver
     /// PTX newer than the driver (222).</summary>
     public static bool IsImageError(int result) => result is 200 or 209 or 218 or 222;
 
-    public static IntPtr ModuleLoadData(byte[] image)
-    {
-        fixed (byte* p = image) { Check(Native.cuModuleLoadData(out var m, p), "cuModuleLoadData"); return m; }
-    }
     public static void ModuleUnload(IntPtr m) => Check(Native.cuModuleUnload(m), "cuModuleUnload");
     public static IntPtr ModuleGetFunction(IntPtr module, string name)
     {

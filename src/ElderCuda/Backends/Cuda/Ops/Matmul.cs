@@ -46,16 +46,14 @@ public sealed partial class CudaBackend
     /// Off by default until it has been timed against cublasGemmEx plus the bias kernel on a GPU.</summary>
     public static bool LtBiasEpilogue { get; set; } = Environment.GetEnvironmentVariable("ELDR_GEMM") == "lt";
 
-    /// <summary>Row-major product through cuBLASLt, as <see cref="Gemm"/> with beta = 0, batched with strides (in
-    /// elements), plus an optional bias of C's dtype on each row of the row-major result (a row of Cᶜ's m). False when
-    /// cuBLASLt has no algorithm for it (CUBLAS_STATUS_NOT_SUPPORTED): the caller then takes cublasGemmEx.</summary>
-    internal bool LtGemm(int transa, int transb, int m, int n, int k, Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
-        Tensor C, int ldc, long strideC, int batch, Tensor? bias, List<Tensor> temps)
+    /// <summary>As <see cref="Gemm"/> with beta = 0, through cuBLASLt with <paramref name="bias"/> (of C's dtype, length m)
+    /// added in its epilogue. False when cuBLASLt has no algorithm for it (CUBLAS_STATUS_NOT_SUPPORTED): the caller then
+    /// takes cublasGemmEx.</summary>
+    bool LtGemmBias(int transa, int transb, int m, int n, int k, Tensor A, int lda, Tensor B, int ldb, Tensor C, int ldc, Tensor bias, List<Tensor> temps)
     {
         var ws = Temp(DType.F32, temps, (int)(LtWorkspaceBytes / 4));
-        int r = CublasLt.Gemm(CublasLtHandle, transa, transb, m, n, k, 1f, P(A), CudaType(A.DType), lda, strideA, P(B), CudaType(B.DType), ldb, strideB,
-            0f, P(C), CudaType(C.DType), ldc, strideC, batch, bias is null ? 0 : P(bias), bias is null ? 0 : CudaType(bias.DType),
-            P(ws), (ulong)LtWorkspaceBytes, _stream);
+        int r = CublasLt.Gemm(CublasLtHandle, transa, transb, m, n, k, 1f, P(A), CudaType(A.DType), lda, 0, P(B), CudaType(B.DType), ldb, 0,
+            0f, P(C), CudaType(C.DType), ldc, 0, 1, P(bias), CudaType(bias.DType), P(ws), (ulong)LtWorkspaceBytes, _stream);
         return r == 0;
     }
 
@@ -79,7 +77,7 @@ public sealed partial class CudaBackend
         {
             // ELDR_GEMM=lt: the bias added by cuBLASLt's epilogue, in the product's own kernel (a fresh output only)
             if (!(bias is not null && LtBiasEpilogue && !accumulate && bias.DType == output.DType && N > 0 && O > 0 && I > 0 &&
-                  LtGemm(Cublas.OP_T, Cublas.OP_N, O, N, I, wt, I, 0, x, I, 0, output, O, 0, 1, bias, temps)))
+                  LtGemmBias(Cublas.OP_T, Cublas.OP_N, O, N, I, wt, I, x, I, output, O, bias, temps)))
             {
                 Gemm(Cublas.OP_T, Cublas.OP_N, O, N, I, wt, I, x, I, accumulate ? 1f : 0f, output, O);
                 if (bias is not null) BiasAdd(output, bias);
